@@ -1,0 +1,3 @@
+from alface.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The `alface` command. Each subcommand lives in alface/commands/<name>.py and exposes
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; those modules import heavy
+libraries (torch, lightning) only inside ``run`` so that ``alface --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from alface import __version__
+from alface.errors import AlfaceError
+
+COMMANDS = {
+    "init": "alface.commands.init",
+    "preprocess": "alface.commands.preprocess",
+    "import-labels": "alface.commands.import_labels",
+    "select": "alface.commands.select",
+    "train": "alface.commands.train",
+    "loop": "alface.commands.loop",
+    "status": "alface.commands.status",
+    "review": "alface.commands.review",
+    "benchmark": "alface.commands.benchmark",
+    "demo": "alface.commands.demo",
+}
+
+log = logging.getLogger("alface")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="alface",
+        description="Human-in-the-loop active learning on faces.",
+        epilog="Run `alface COMMAND --help` for a command's options. "
+        "Config overrides are key=value (e.g. select.batch_size=200 backbone=efficientnet_b0).",
+    )
+    parser.add_argument("--version", action="version", version=f"alface {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr through rich; library modules only call logging."""
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("alface").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn errors into one line and an exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args._run(args) or 0)
+    except AlfaceError as e:
+        print(f"alface {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alface {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure still gets one line, not a traceback
+        if os.environ.get("ALFACE_DEBUG"):
+            raise
+        print(
+            f"alface {args.command}: internal error: {type(e).__name__}: {e} "
+            "(set ALFACE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

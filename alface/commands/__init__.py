@@ -1,0 +1,1 @@
+"""One module per `alface` subcommand (see alface/cli.py for the contract)."""

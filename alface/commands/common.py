@@ -1,0 +1,27 @@
+"""Arguments and set-up shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from alface.workdir import Workdir
+
+
+def add_workdir(parser: argparse.ArgumentParser) -> None:
+    """The WORKDIR positional argument."""
+    parser.add_argument("workdir", metavar="WORKDIR", help="the work directory (see `alface init`)")
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """Trailing ``key=value`` config overrides."""
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides for this command, e.g. train.max_epochs=5 backbone=efficientnet_b0",
+    )
+
+
+def open_workdir(args: argparse.Namespace) -> Workdir:
+    """Open ``args.workdir`` with ``args.overrides`` (if the command takes them)."""
+    return Workdir.open(args.workdir, getattr(args, "overrides", ()) or ())

@@ -1,0 +1,370 @@
+"""Typed configuration: YAML files in configs/ loaded into frozen dataclasses.
+
+A config is built from ``configs/default.yaml``, then an experiment file, then ``key=value``
+overrides. ``backbone: NAME`` (in a file or as an override) picks
+``configs/backbone/NAME.yaml``. Unknown keys, wrong types and missing files raise
+:class:`ConfigError` naming the key and listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from alface.errors import AlfaceError
+
+
+class ConfigError(AlfaceError, ValueError):
+    """A config file or override that cannot be used."""
+
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """The label set people choose from."""
+
+    name: str = "race"
+    classes: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A timm model and how its inputs look."""
+
+    name: str = "resnet18"
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    pretrained: bool = True
+    weights: str | None = None  # a local weights file; used instead of the hub when set
+    drop_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where torch and FAISS run: 'auto' picks the GPU when there is one."""
+
+    torch: str = "auto"  # auto | cpu | cuda | cuda:N
+    faiss: Literal["auto", "cpu", "gpu"] = "auto"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Face detection (MTCNN) and cropping."""
+
+    crop_size: int = 160
+    margin: float = 0.2
+    min_face_size: int = 20
+    min_prob: float = 0.9
+    batch_size: int = 16
+    workers: int = 2
+    max_megapixels: float = 50.0
+    detect_max_side: int = 1024
+    every_n_frames: int = 30
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Train-time augmentation, applied to whole batches."""
+
+    hflip: bool = True
+    crop_scale: float = 0.85
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Splits, loaders and the crop cache."""
+
+    image_size: int | None = None  # None: the backbone's input_size
+    batch_size: int = 64
+    num_workers: int = 0
+    cache: bool = True
+    val_fraction: float = 0.15
+    overfit_size: int = 200
+    itval_size: int = 200
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Lightning Trainer settings for scale-out (see docs/SCALING.md)."""
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: 16-mixed on GPU, 32 on CPU
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the classifier is trained each iteration."""
+
+    mode: Literal["finetune", "linear_probe"] = "finetune"
+    max_epochs: int = 10
+    min_epochs: int = 1
+    lr: float = 1e-4
+    head_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 3
+    monitor: str = "val/macro_f1"
+    class_balance: Literal["none", "weights", "sampler"] = "weights"
+    warm_start: bool = False
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Which faces to label next."""
+
+    strategy: str = "entropy_diversity"
+    uncertainty: str = "entropy"
+    batch_size: int = 100
+    top_m: float = 0.1  # <= 1: a fraction of the pool; > 1: a count
+    pca_dims: int = 50
+    n_clusters: int = 10
+    kmeans_iters: int = 20
+    near: float = 0.4
+    far: float = 0.4
+    random: float = 0.2
+    score_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Stop rules of the inner and outer loops."""
+
+    metric: str = "macro_f1"
+    overfit_tolerance: float = 0.02
+    improve_threshold: float = 0.0
+    target_metric: str = "macro_f1"
+    target_value: float = 0.9
+    target_set: Literal["itval", "overfit", "val"] = "itval"
+    max_iterations: int = 20
+    max_rounds: int = 10
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """Exports, imports and label quality checks."""
+
+    pair_fraction: float = 0.1
+    kappa_warning: float = 0.6
+    drift_warning: float = 0.25
+    guidelines: str | None = None
+    sheet_thumb: int = 96
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A folder of images with known labels (benchmarks, the oracle, the demo)."""
+
+    root: str | None = None
+    labels_csv: str | None = None
+    parser: str | None = None  # a file-name parser, e.g. utkface_race
+    cropped: bool = True
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """AL vs random learning curves."""
+
+    strategies: tuple[str, ...] = ("random", "entropy", "entropy_diversity")
+    initial: int = 100
+    step: int = 100
+    budget: int = 1500
+    test_fraction: float = 0.3
+    seeds: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs; built by :func:`load_config`."""
+
+    seed: int = 0
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the model sees."""
+        return self.data.image_size or self.backbone.input_size
+
+    def replace(self, *overrides: str) -> Config:
+        """A copy with ``key=value`` overrides applied."""
+        return from_dict(apply_overrides(to_dict(self), overrides))
+
+
+def load_config(
+    path: str | Path | None = None, overrides: typing.Sequence[str] = ()
+) -> Config:
+    """Default config, then the file at ``path``, then ``key=value`` overrides."""
+    data = _resolve_backbone(read_yaml(CONFIG_ROOT / "default.yaml"))
+    if path is not None:
+        data = merge(data, _resolve_backbone(read_yaml(Path(path))))
+    return from_dict(apply_overrides(data, overrides))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``, or a ConfigError that names the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, recursively for mappings."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """``data`` with each ``a.b.c=value`` applied; the value is parsed as YAML."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from e
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        data = _resolve_backbone(merge(data, nested))
+    return data
+
+
+def to_dict(cfg: Any) -> Any:
+    """A plain dict (lists for tuples) of a config, fit for YAML."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, tuple):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def dump_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config to ``path`` (temporary name, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A Config from a plain mapping; ``backbone: NAME`` is looked up in configs/backbone/."""
+    return _build(Config, _resolve_backbone(data), "")
+
+
+def _resolve_backbone(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with a ``backbone: NAME`` string replaced by its group file's mapping."""
+    if isinstance(data.get("backbone"), str):
+        data = {**data, "backbone": backbone_dict(data["backbone"])}
+    return data
+
+
+def backbone_dict(name: str) -> dict[str, Any]:
+    """The mapping in configs/backbone/NAME.yaml."""
+    path = CONFIG_ROOT / "backbone" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown backbone {name!r}; choose one of {', '.join(backbone_names())} "
+            f"or give a mapping with a timm model name"
+        )
+    return read_yaml(path)
+
+
+def backbone_names() -> list[str]:
+    """Names of the backbone configs shipped in configs/backbone/."""
+    return sorted(p.stem for p in (CONFIG_ROOT / "backbone").glob("*.yaml"))
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"unknown config key {where!r}; valid keys here: {', '.join(names)}")
+    kwargs = {
+        key: _coerce(value, hints[key], f"{prefix}.{key}" if prefix else key)
+        for key, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against type ``tp`` (ints are accepted as floats)."""
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"{key}: expected {names}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))

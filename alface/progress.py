@@ -1,0 +1,44 @@
+"""Progress bars for commands; library code takes a plain callback instead of printing."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+# advance(n, **fields): move the bar by n; fields update the text shown beside it.
+ProgressFn = Callable[..., None]
+
+
+@contextlib.contextmanager
+def progress_bar(
+    description: str, total: int | None = None, status: str = ""
+) -> Iterator[ProgressFn]:
+    """A rich progress bar on stderr; yields ``advance(n=1, status=...)``."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    ]
+    from rich.console import Console
+
+    console = Console(file=sys.stderr)
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total, status=status)
+
+        def advance(n: int = 1, **fields: object) -> None:
+            bar.update(task, advance=n, **fields)
+
+        yield advance
