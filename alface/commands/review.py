@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
-from alface.errors import AlfaceError
+from alface.commands.common import add_overrides, add_workdir, open_workdir
 
-HELP = "export the items whose annotators disagree, for a reviewer (not built yet)"
+HELP = "export the items whose annotators disagree (the review queue) for a reviewer"
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    add_workdir(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    parser.add_argument(
+        "--image-url", metavar="PREFIX", default=None,
+        help="prefix of the image URLs in review_tasks.json (default: Label Studio local files "
+        "with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to WORKDIR; see docs/LABELING.md)",
+    )  # fmt: skip
+    add_overrides(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise AlfaceError("this command is not built yet (issue 8)")
+    from pathlib import Path
+
+    from alface.annotate.export import write_review
+
+    with open_workdir(args) as wd:
+        queue = wd.store.review_queue()
+        if not queue:
+            print("the review queue is empty: no disagreements to resolve")
+            return 0
+        written = write_review(Path(args.out), wd.store, wd.cfg, queue, args.image_url)
+        with wd.store.transaction("review"):
+            wd.store.log("export_review", {"n": len(queue), "out": str(Path(args.out).resolve())})
+    print(f"wrote {len(queue)} item(s) to review: {', '.join(str(p) for p in written.values())}")
+    print(
+        f"fill the label column of {written['review.csv']}, then: "
+        f"alface import-labels {args.workdir} {written['review.csv']} --annotator NAME"
+    )
+    return 0
