@@ -170,10 +170,11 @@ class AnnotateConfig:
 class DatasetConfig:
     """A folder of images with known labels (benchmarks, the oracle, the demo)."""
 
-    root: str | None = None
-    labels_csv: str | None = None
-    parser: str | None = None  # a file-name parser, e.g. utkface_race
-    cropped: bool = True
+    root: str | None = None  # relative paths resolve against the current directory
+    labels_csv: str | None = None  # columns path,label; paths relative to root or the CSV
+    parser: str | None = None  # a file-name parser: utkface_race, utkface_gender, ...
+    builtin: str | None = None  # digits | lfw_subset: written into root first (no download)
+    cropped: bool = True  # the images are face crops already: no detection
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ class BenchmarkConfig:
     budget: int = 1500
     test_fraction: float = 0.3
     seeds: int = 5
+    metric: str = "macro_f1"  # the test-split metric the curves and the summary use
+    targets: tuple[float, ...] = (0.95, 1.0)  # shares of random's final metric to reach
 
 
 @dataclass(frozen=True)
