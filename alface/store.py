@@ -313,6 +313,24 @@ class Store:
         )
         return int(cur.lastrowid)
 
+    def update_source(
+        self,
+        source_id: int,
+        path: str,
+        status: str,
+        pool: int,
+        n_faces: int = 0,
+        n_frames: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a new attempt at a known input file (a failed one that is retried)."""
+        self._require_tx()
+        self.conn.execute(
+            "UPDATE sources SET path = ?, status = ?, n_faces = ?, n_frames = ?, error = ?,"
+            " pool = ?, created = ? WHERE id = ?",
+            (path, status, n_faces, n_frames, error, pool, time.time(), source_id),
+        )
+
     def next_pool(self) -> int:
         """The number of the next pool (one per preprocess run that adds items)."""
         row = self.conn.execute("SELECT MAX(pool) FROM items").fetchone()
@@ -648,6 +666,103 @@ class Store:
             sql = "SELECT * FROM scorings WHERE model_id = ? ORDER BY id DESC LIMIT 1"
             args = (model_id,)
         return self.conn.execute(sql, args).fetchone()
+
+    # -- rounds and iterations -----------------------------------------------------------------
+    def start_round(self, baseline: dict[str, Any] | None = None) -> int:
+        """Open a new round; returns its id. Only one round may be open at a time."""
+        self._require_tx()
+        if (open_round := self.current_round()) is not None and open_round["state"] == "open":
+            raise StoreError(f"round {open_round['id']} is still open; end it first")
+        cur = self.conn.execute(
+            "INSERT INTO rounds (state, baseline, started) VALUES ('open', ?, ?)",
+            (_json_or_none(baseline), time.time()),
+        )
+        self.log("start_round", {"round_id": cur.lastrowid})
+        return int(cur.lastrowid)
+
+    def current_round(self) -> sqlite3.Row | None:
+        """The newest round (open or closed), if any."""
+        return self.conn.execute("SELECT * FROM rounds ORDER BY id DESC LIMIT 1").fetchone()
+
+    def set_round_baseline(self, round_id: int, baseline: dict[str, Any]) -> None:
+        """Record a round's overfitting-set metrics at its start."""
+        self._require_tx()
+        self.conn.execute(
+            "UPDATE rounds SET baseline = ? WHERE id = ?", (_json_or_none(baseline), round_id)
+        )
+        self.log("set_round_baseline", {"round_id": round_id})
+
+    def end_round(self, round_id: int, stop_reason: str) -> None:
+        """Close a round, saying why it stopped."""
+        self._require_tx()
+        self._round(round_id)
+        self.conn.execute(
+            "UPDATE rounds SET state = 'closed', stop_reason = ?, ended = ? WHERE id = ?",
+            (stop_reason, time.time(), round_id),
+        )
+        self.log("end_round", {"round_id": round_id, "stop_reason": stop_reason})
+
+    def rounds(self) -> list[sqlite3.Row]:
+        """Every round, oldest first."""
+        return self.conn.execute("SELECT * FROM rounds ORDER BY id").fetchall()
+
+    def add_iteration(self, round_id: int, state: str = "start") -> int:
+        """Start the next iteration of a round; returns its id."""
+        self._require_tx()
+        self._round(round_id)
+        row = self.conn.execute(
+            "SELECT COALESCE(MAX(idx), -1) + 1 FROM iterations WHERE round_id = ?", (round_id,)
+        ).fetchone()
+        cur = self.conn.execute(
+            "INSERT INTO iterations (round_id, idx, state, started) VALUES (?, ?, ?, ?)",
+            (round_id, row[0], state, time.time()),
+        )
+        self.log("add_iteration", {"round_id": round_id, "iteration_id": cur.lastrowid})
+        return int(cur.lastrowid)
+
+    def update_iteration(
+        self,
+        iteration_id: int,
+        state: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        decision: str | None = None,
+        stop_reason: str | None = None,
+        ended: bool = False,
+    ) -> None:
+        """Set the given fields of an iteration (None leaves a field as it is)."""
+        self._require_tx()
+        fields = {"state": state, "metrics": _json_or_none(metrics), "decision": decision}
+        fields |= {"stop_reason": stop_reason, "ended": time.time() if ended else None}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        row = self.conn.execute("SELECT 1 FROM iterations WHERE id = ?", (iteration_id,))
+        if row.fetchone() is None:
+            raise StoreError(f"unknown iteration {iteration_id}")
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            self.conn.execute(
+                f"UPDATE iterations SET {sets} WHERE id = ?", (*fields.values(), iteration_id)
+            )
+            detail = {k: v for k, v in fields.items() if k != "metrics"}
+            self.log("update_iteration", {"iteration_id": iteration_id, **detail})
+
+    def iterations(self, round_id: int | None = None) -> list[sqlite3.Row]:
+        """Iterations (of ``round_id`` when given), oldest first."""
+        if round_id is None:
+            return self.conn.execute("SELECT * FROM iterations ORDER BY id").fetchall()
+        return self.conn.execute(
+            "SELECT * FROM iterations WHERE round_id = ? ORDER BY idx", (round_id,)
+        ).fetchall()
+
+    def current_iteration(self, round_id: int | None = None) -> sqlite3.Row | None:
+        """The newest iteration (of ``round_id`` when given), if any."""
+        rows = self.iterations(round_id)
+        return rows[-1] if rows else None
+
+    def _round(self, round_id: int) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown round {round_id}")
+        return row
 
     # -- helpers -------------------------------------------------------------------------------
     def _rows_in(

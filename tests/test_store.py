@@ -1,4 +1,5 @@
 import hashlib
+import json
 import sqlite3
 
 import numpy as np
@@ -131,3 +132,38 @@ def test_uid_prefix_collision_gets_a_longer_uid(store):
         ids = store.add_items([ItemRecord("x.jpg", a), ItemRecord("y.jpg", b)], pool=1)
     uids = [r["uid"] for r in store.items(ids)]
     assert uids == [a[:16], b[:20]]
+
+
+def test_rounds_and_iterations_record_metrics_and_stops(store):
+    assert store.current_round() is None and store.current_iteration() is None
+    with store.transaction("loop"):
+        r1 = store.start_round()
+        i0 = store.add_iteration(r1)
+        i1 = store.add_iteration(r1, state="select")
+        store.update_iteration(
+            i1,
+            metrics={"itval": {"macro_f1": 0.5}},
+            decision="stop",
+            stop_reason="itval metric did not improve",
+            ended=True,
+        )
+        with pytest.raises(StoreError, match="still open"):
+            store.start_round()
+        store.set_round_baseline(r1, {"overfit": {"macro_f1": 0.8}})
+        store.end_round(r1, "no improvement")
+        r2 = store.start_round()
+    assert [r["idx"] for r in store.iterations(r1)] == [0, 1]
+    assert store.current_round()["id"] == r2 and store.current_iteration()["id"] == i1
+    it = store.iterations(r1)[1]
+    assert it["state"] == "select" and it["decision"] == "stop" and it["ended"] is not None
+    assert json.loads(it["metrics"]) == {"itval": {"macro_f1": 0.5}}
+    first = store.rounds()[0]
+    assert first["state"] == "closed" and first["stop_reason"] == "no improvement"
+    assert json.loads(first["baseline"]) == {"overfit": {"macro_f1": 0.8}}
+    assert store.iterations(r1)[0]["id"] == i0 and store.iterations(r1)[0]["metrics"] is None
+    actions = [a["action"] for a in store.audit()]
+    assert {"start_round", "add_iteration", "update_iteration", "end_round"} <= set(actions)
+    with pytest.raises(StoreError, match="unknown iteration"), store.transaction():
+        store.update_iteration(999, state="x")
+    with pytest.raises(StoreError, match="unknown round"), store.transaction():
+        store.add_iteration(999)

@@ -1,17 +1,167 @@
-"""`alface status`: round, split sizes, class balance, metrics and stop reasons."""
+"""`alface status`: split sizes, class balance, round and iteration, metrics and stop reasons."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import Any
 
-from alface.errors import AlfaceError
+from alface.commands.common import add_workdir, open_workdir
 
-HELP = "round, split sizes, class balance, metrics and stop reasons (not built yet)"
+HELP = "round, split sizes, class balance, metrics and stop reasons"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    add_workdir(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise AlfaceError("this command is not built yet (issue 4)")
+    with open_workdir(args) as wd:
+        summary = collect(wd.store, wd.cfg)
+    summary["workdir"] = str(wd.root)
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        render(summary)
+    return 0
+
+
+def collect(store: Any, cfg: Any) -> dict[str, Any]:
+    """The status of a store as a JSON-ready dict (keys are stable; see docs)."""
+    from alface.store import LABELED_SPLITS, SPLITS
+
+    splits = store.split_counts()
+    per_class = {s: store.class_counts(s) for s in SPLITS if splits.get(s)}
+    classes = {
+        s: {c: counts.get(c, 0) for c in cfg.labels.classes}
+        | {c: n for c, n in counts.items() if c not in cfg.labels.classes}
+        for s, counts in per_class.items()
+    }
+    batches = store.open_batches()
+    summary: dict[str, Any] = {
+        "items": sum(splits.values()),
+        "splits": splits,
+        "classes": classes,
+        "labeled": {  # the labeled set: train + val + the overfitting set lent out of train
+            "train": splits["train"],
+            "val": splits["val"],
+            "overfit": splits["overfit"],
+            "total": sum(splits[s] for s in (*LABELED_SPLITS, "overfit")),
+            "with_label": len(store.labels()),
+        },
+        "batches": {
+            "open": len(batches),
+            "pending_items": sum(len(store.pending_items(b["id"])) for b in batches),
+        },
+        "review_queue": len(store.review_queue()),
+        **_loop_state(store),
+    }
+    try:
+        from alface.annotate.agreement import summarize
+    except ImportError:
+        pass
+    else:
+        summary["agreement"] = summarize(store, cfg)
+    return summary
+
+
+def _loop_state(store: Any) -> dict[str, Any]:
+    """Current round and iteration, last metrics, the last stop and the newest model."""
+    rnd, it, model = store.current_round(), store.current_iteration(), store.latest_model()
+    measured = [r for r in store.iterations() if r["metrics"]]
+    stops = [
+        {"at": r["ended"] or r["started"], "round": r["round_id"], "iteration": r["idx"],
+         "reason": r["stop_reason"]}
+        for r in store.iterations() if r["stop_reason"]
+    ] + [
+        {"at": r["ended"] or r["started"], "round": r["id"], "iteration": None,
+         "reason": r["stop_reason"]}
+        for r in store.rounds() if r["stop_reason"]
+    ]  # fmt: skip
+    last_stop = max(stops, key=lambda s: s["at"]) if stops else None
+    return {
+        "round": None if rnd is None else {
+            "id": rnd["id"], "state": rnd["state"], "baseline": _loads(rnd["baseline"]),
+            "stop_reason": rnd["stop_reason"], "n_iterations": len(store.iterations(rnd["id"])),
+        },
+        "iteration": None if it is None else {
+            "id": it["id"], "round": it["round_id"], "index": it["idx"], "state": it["state"],
+            "decision": it["decision"], "stop_reason": it["stop_reason"],
+        },
+        "last_metrics": _loads(measured[-1]["metrics"]) if measured else (
+            _loads(model["metrics"]) if model is not None else None
+        ),
+        "last_stop": None if last_stop is None else {k: v for k, v in last_stop.items() if k != "at"},
+        "model": None if model is None else {
+            "id": model["id"], "path": model["path"], "backbone": model["backbone"],
+            "n_labeled": model["n_labeled"], "metrics": _loads(model["metrics"]),
+        },
+    }  # fmt: skip
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def render(summary: dict[str, Any]) -> None:
+    """Print the status as rich tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout)
+    classes = list(dict.fromkeys(c for counts in summary["classes"].values() for c in counts))
+    table = Table(title=f"alface status: {summary['workdir']}")
+    for col in ("split", "items", *classes):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, n in summary["splits"].items():
+        counts = summary["classes"].get(split, {})
+        table.add_row(split, str(n), *(str(counts.get(c, "")) for c in classes))
+    table.add_row("total", str(summary["items"]), end_section=True)
+    console.print(table)
+    lab, bat = summary["labeled"], summary["batches"]
+    lines = [
+        f"labeled: {lab['total']} (train {lab['train']}, val {lab['val']}, overfit "
+        f"{lab['overfit']}); resolved labels: {lab['with_label']} (all splits)",
+        f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels); "
+        f"review queue: {summary['review_queue']}",
+        _round_line(summary),
+        f"last metrics: {_metrics_text(summary['last_metrics'])}",
+    ]
+    if summary["last_stop"]:
+        s = summary["last_stop"]
+        where = f"round {s['round']}" + (
+            "" if s["iteration"] is None else f", iteration {s['iteration']}"
+        )
+        lines.append(f"last stop ({where}): {s['reason']}")
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+    for w in (summary.get("agreement") or {}).get("warnings", []):
+        console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+
+
+def _round_line(summary: dict[str, Any]) -> str:
+    rnd, it = summary["round"], summary["iteration"]
+    if rnd is None:
+        return "round: none yet"
+    text = f"round {rnd['id']} ({rnd['state']}, {rnd['n_iterations']} iteration(s))"
+    if it is not None:
+        text += f"; iteration {it['index']}: {it['state']}"
+        if it["decision"]:
+            text += f", decision {it['decision']}"
+    return text
+
+
+def _metrics_text(metrics: Any) -> str:
+    if not metrics:
+        return "none yet"
+    if isinstance(metrics, dict) and all(isinstance(v, dict) for v in metrics.values()):
+        return "; ".join(
+            f"{s}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items()) for s, m in metrics.items()
+        )
+    return json.dumps(metrics)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
