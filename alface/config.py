@@ -62,7 +62,7 @@ class PreprocessConfig:
 
     crop_size: int = 160
     margin: float = 0.2
-    min_face_size: int = 20
+    min_face_size: int = 40  # source px; smaller faces give blurry crops and slow MTCNN
     min_prob: float = 0.9
     batch_size: int = 16
     workers: int = 2
@@ -128,17 +128,21 @@ class TrainConfig:
 class SelectConfig:
     """Which faces to label next."""
 
-    strategy: str = "entropy_diversity"
-    uncertainty: str = "entropy"
+    strategy: str = "entropy_diversity"  # a name in alface.select.list_strategies()
+    uncertainty: str = "entropy"  # entropy | least_confidence | margin | ratio
     batch_size: int = 100
     top_m: float = 0.1  # <= 1: a fraction of the pool; > 1: a count
     pca_dims: int = 50
+    pca_sample: int = 20000  # PCA is fitted on at most this many rows; 0: all
     n_clusters: int = 10
     kmeans_iters: int = 20
+    kmeans_points_per_centroid: int = 256  # k-means trains on a sample of k x this; 0: all
+    kmeans_init: Literal["k-means++", "random"] = "k-means++"
     near: float = 0.4
     far: float = 0.4
     random: float = 0.2
-    score_batch_size: int = 256
+    score_batch_size: int = 256  # images per forward pass when the model scores the pool
+    uncertainty_chunk: int = 262144  # rows of probabilities per uncertainty chunk
 
 
 @dataclass(frozen=True)

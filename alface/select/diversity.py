@@ -1,0 +1,240 @@
+"""Diversity: PCA of embeddings (numpy), k-means (FAISS, GPU or CPU), then per cluster the
+items nearest the centroid, the furthest, and some at random (40/40/20 by default).
+
+All functions are pure: the same inputs and seed give the same outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import faiss
+import numpy as np
+import scipy.linalg
+from threadpoolctl import threadpool_limits
+
+from alface.errors import AlfaceError
+
+log = logging.getLogger(__name__)
+
+REASONS = ("near", "far", "random")
+KMEANS_INITS = ("k-means++", "random")
+
+
+class DiversityError(AlfaceError, ValueError):
+    """Inputs the diversity step cannot use (empty, wrong shape, bad fractions)."""
+
+
+def _float32_2d(x: np.ndarray, what: str, row_ids: np.ndarray | None = None) -> np.ndarray:
+    """``x`` as a C-contiguous float32 (N, D) array, N >= 1 (no copy when it already is);
+    NaN/inf rows raise, named by ``row_ids`` (default: their position)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
+        raise DiversityError(f"{what} must be a non-empty (N, D) array, got shape {x.shape}")
+    bad = np.flatnonzero(~np.isfinite(x.sum(axis=1, dtype=np.float64)))  # no (N, D) temporary
+    if len(bad):
+        first = (bad[:5] if row_ids is None else row_ids[bad[:5]]).tolist()
+        raise DiversityError(f"{what} contain NaN/inf in {len(bad)} row(s), first: {first}")
+    return x
+
+
+def pca_reduce(
+    x: np.ndarray,
+    d: int,
+    sample: int = 0,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """``rows`` of ``x`` (N, D; all rows when None; a memmap is fine) projected on their first
+    ``d`` principal components: (len(rows), min(d, D)) float32.
+
+    The PCA is fitted on ``sample`` of those rows drawn with ``seed`` (0: all), then applied
+    ``chunk`` rows at a time, so at most (sample + chunk) rows of ``x`` are copied. With
+    ``d`` >= D, or no more rows than ``d``, the rows come back unreduced (float32).
+    """
+    if np.ndim(x) != 2:
+        raise DiversityError(f"embeddings must be an (N, D) array, got shape {np.shape(x)}")
+    if d < 1:
+        raise DiversityError(f"select.pca_dims must be >= 1, got {d}")
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+    n, dim = len(rows), x.shape[1]
+    d = min(d, dim)
+    fit_rows = rows
+    if 0 < sample < n:
+        fit_rows = rows[np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))]
+        log.info("PCA %d -> %d fitted on a sample of %d of %d rows", dim, d, sample, n)
+    if d == dim or len(fit_rows) <= d:
+        log.info("no PCA: %d rows of %d dims, %d asked", len(fit_rows), dim, d)
+        return _float32_2d(x[rows], "embeddings", rows)
+    mean, basis = pca_fit(_float32_2d(x[fit_rows], "embeddings", fit_rows), d)
+    shift = mean @ basis  # centring after the product: no centred copy of the rows
+    out = np.empty((n, d), dtype=np.float32)
+    for a in range(0, n, chunk):
+        block = _float32_2d(x[rows[a : a + chunk]], "embeddings", rows[a : a + chunk])
+        np.matmul(block, basis, out=out[a : a + chunk])
+        out[a : a + chunk] -= shift
+    return out
+
+
+def pca_fit(x: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the ``d`` leading eigenvectors (D, d) of the covariance of ``x`` (N, D),
+    float32; each vector's largest entry is made positive, so the result is deterministic."""
+    # Not faiss.PCAMatrix: its eigensolver costs ~0.2 s whatever N on this CPU, a third of
+    # the whole selection for a million faces. Only the d leading pairs are solved for, on one
+    # BLAS thread: threads gain nothing on a D x D problem and lose seconds on a busy machine.
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = x - mean
+    cov = (centred.T @ centred).astype(np.float64) / max(len(x) - 1, 1)
+    dim = cov.shape[0]
+    with threadpool_limits(1, user_api="blas"):
+        basis = scipy.linalg.eigh(cov, subset_by_index=(dim - d, dim - 1))[1][:, ::-1]
+    basis *= np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(d)])
+    return mean, np.ascontiguousarray(basis, dtype=np.float32)
+
+
+def kmeans(
+    x: np.ndarray,
+    k: int,
+    iters: int,
+    seed: int = 0,
+    gpus: int = 0,
+    points_per_centroid: int = 256,
+    init: str = "k-means++",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-means (faiss.Kmeans, on ``gpus`` GPUs or CPU) of ``x`` (N, d).
+
+    Returns assign (N,) int64 cluster ids, centroids (k', d) and dist (N,) float32, the
+    Euclidean distance of each row to its centroid, with k' = min(k, N). Training uses at most
+    ``points_per_centroid`` * k' rows (a sample drawn with ``seed``; 0: all rows); every row is
+    then assigned. ``init`` is "k-means++" (D²-weighted seeding; random seeding puts two
+    centroids in one of a few well-separated blobs about one run in five) or "random".
+    Duplicate rows are fine: FAISS splits clusters left empty.
+    """
+    x = _float32_2d(x, "points")
+    n, d = x.shape
+    if k < 1 or iters < 1:
+        raise DiversityError(f"k-means needs k >= 1 and iters >= 1, got k={k}, iters={iters}")
+    if init not in KMEANS_INITS:
+        raise DiversityError(
+            f"unknown k-means init {init!r}; choose one of {', '.join(KMEANS_INITS)}"
+        )
+    if k > n:
+        log.info("k-means: k=%d > %d points, using k=%d", k, n, n)
+        k = n
+    km = faiss.Kmeans(
+        d,
+        k,
+        niter=iters,
+        seed=int(seed) % 2**31,
+        gpu=int(gpus) if gpus else False,
+        max_points_per_centroid=points_per_centroid if points_per_centroid > 0 else n,
+        min_points_per_centroid=1,  # small pools are expected; no FAISS warning on stderr
+        verbose=False,
+        **_init_kwargs(init),
+    )
+    km.train(x)
+    sq_dist, assign = km.assign(x)
+    dist = np.sqrt(np.maximum(sq_dist, 0.0)).astype(np.float32)
+    return assign.astype(np.int64), km.centroids, dist
+
+
+def _init_kwargs(init: str) -> dict[str, int]:
+    """faiss.Kmeans keywords for ``init``; FAISS builds without k-means++ fall back to random."""
+    if init == "random":
+        return {}
+    method = getattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS", None)
+    if method is None:
+        log.warning(
+            "this FAISS build has no k-means++ seeding (faiss %s): random seeding",
+            getattr(faiss, "__version__", "?"),
+        )
+        return {}
+    return {"init_method": method}
+
+
+def largest_remainder(total: int, weights: Sequence[float], caps: Sequence[int]) -> np.ndarray:
+    """Integers (K,) summing to min(total, sum(caps)), proportional to ``weights``, each at most
+    its cap.
+
+    Floors first, then one more each to the largest remainders (ties: lower index); what a
+    capped entry cannot take is shared again among the others. Zero-weight entries get
+    something only when the others are full.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    caps_ = np.asarray(caps, dtype=np.int64)
+    out = np.zeros(len(w), dtype=np.int64)
+    left = min(int(total), int(caps_.sum()))
+    while left > 0:
+        room = caps_ - out
+        share = np.where(room > 0, w, 0.0)
+        if share.sum() <= 0:
+            share = (room > 0).astype(np.float64)
+        exact = left * share / share.sum()
+        add = np.minimum(np.floor(exact).astype(np.int64), room)
+        rest = left - int(add.sum())
+        for i in np.lexsort((np.arange(len(w)), -(exact - np.floor(exact)))):
+            if rest == 0:
+                break
+            if add[i] < room[i] and share[i] > 0:
+                add[i] += 1
+                rest -= 1
+        out += add
+        left -= int(add.sum())
+    return out
+
+
+def pick_near_far_random(
+    assign: np.ndarray,
+    dist: np.ndarray,
+    batch_size: int,
+    fractions: Sequence[float] = (0.4, 0.4, 0.2),
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Pick min(batch_size, N) distinct rows given their cluster ``assign`` (N,) and distance
+    to the centroid ``dist`` (N,).
+
+    Clusters share the batch in proportion to their size (:func:`largest_remainder`, capped at
+    the cluster size). A cluster's quota q splits by ``fractions`` (near, far, random), also by
+    largest remainder, ties going near, far, random in that order: q=10 -> 4/4/2, q=5 -> 2/2/1,
+    q=3 -> 1/1/1, q=1 -> near. "near" rows are the closest to the centroid, "far" the furthest
+    of the others (equal distances: lower index first), "random" are drawn by ``rng`` (default:
+    seed 0) from what is left.
+
+    Returns row indices (B,) int64, cluster by cluster; a reason per row; cluster ids (B,).
+    """
+    assign = np.asarray(assign, dtype=np.int64)
+    dist = np.asarray(dist, dtype=np.float64)
+    frac = np.asarray(fractions, dtype=np.float64)
+    if assign.shape != dist.shape or assign.ndim != 1:
+        raise DiversityError(f"assign {assign.shape} and dist {dist.shape} must be equal (N,)")
+    if frac.shape != (3,) or (frac < 0).any() or frac.sum() <= 0 or not np.isfinite(frac).all():
+        raise DiversityError(
+            f"near/far/random fractions must be 3 numbers >= 0, not all 0: {fractions}"
+        )
+    if batch_size < 1 or len(assign) == 0:
+        raise DiversityError(
+            f"need batch_size >= 1 and rows to pick from: {batch_size}, {len(assign)}"
+        )
+    rng = rng if rng is not None else np.random.default_rng(0)
+    labels, sizes = np.unique(assign, return_counts=True)
+    quotas = largest_remainder(batch_size, sizes, sizes)
+    # Rows cluster by cluster, nearest first; equal distances in index order.
+    order = np.lexsort((np.arange(len(assign)), dist, assign))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    picks, reasons, clusters = [], [], []
+    for c, (label, q) in enumerate(zip(labels, quotas, strict=True)):
+        if q == 0:
+            continue
+        members = order[starts[c] : starts[c + 1]]
+        n_near, n_far, n_rand = largest_remainder(q, frac, (q, q, q))
+        near, others = members[:n_near], members[n_near:]
+        by_far = others[np.lexsort((others, -dist[others]))]
+        far, rest = by_far[:n_far], np.sort(by_far[n_far:])
+        rand = np.sort(rng.choice(rest, size=n_rand, replace=False)) if n_rand else rest[:0]
+        for rows, why in ((near, "near"), (far, "far"), (rand, "random")):
+            picks.append(rows)
+            reasons += [why] * len(rows)
+            clusters.append(np.full(len(rows), label, dtype=np.int64))
+    return np.concatenate(picks), reasons, np.concatenate(clusters)
