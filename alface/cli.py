@@ -11,6 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Idle OpenMP threads otherwise spin and steal the CPU from the threads doing work: on a busy
+# 2-core machine that turned 0.5 s selections into 2-10 s ones (benchmarks/select_speed.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from alface import __version__
 from alface.errors import AlfaceError
 
