@@ -222,9 +222,7 @@ class Config:
         return from_dict(apply_overrides(to_dict(self), overrides))
 
 
-def load_config(
-    path: str | Path | None = None, overrides: typing.Sequence[str] = ()
-) -> Config:
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     """Default config, then the file at ``path``, then ``key=value`` overrides."""
     data = _resolve_backbone(read_yaml(CONFIG_ROOT / "default.yaml"))
     if path is not None:
@@ -363,7 +361,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float) and isinstance(value, bool):

@@ -35,7 +35,9 @@ def progress_bar(
     from rich.console import Console
 
     console = Console(file=sys.stderr)
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+    with Progress(
+        *columns, console=console, transient=False, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task(description, total=total, status=status)
 
         def advance(n: int = 1, **fields: object) -> None:

@@ -268,7 +268,12 @@ class Store:
         self._require_tx()
         cur = self.conn.execute(
             "INSERT INTO audit (at, command, action, detail) VALUES (?, ?, ?, ?)",
-            (time.time(), self._command, action, json.dumps(detail) if detail is not None else None),
+            (
+                time.time(),
+                self._command,
+                action,
+                json.dumps(detail) if detail is not None else None,
+            ),
         )
         return int(cur.lastrowid)
 
@@ -276,7 +281,9 @@ class Store:
         """Audit entries, newest first."""
         sql = "SELECT * FROM audit ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         rows = self.conn.execute(sql).fetchall()
-        return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
+        return [
+            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows
+        ]
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A value from the meta table."""
@@ -493,7 +500,9 @@ class Store:
         self.resolve_labels(sorted(touched))
         return new
 
-    def annotations(self, item_ids: Sequence[int] | None = None, current: bool = True) -> list[sqlite3.Row]:
+    def annotations(
+        self, item_ids: Sequence[int] | None = None, current: bool = True
+    ) -> list[sqlite3.Row]:
         """Annotations (only those not superseded when ``current``), by id."""
         where = "WHERE superseded_by IS NULL" if current else ""
         rows = self.conn.execute(f"SELECT * FROM annotations {where} ORDER BY id").fetchall()

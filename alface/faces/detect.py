@@ -1,0 +1,106 @@
+"""Face detection: facenet-pytorch's MTCNN over batches of equal-size images."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from alface.errors import AlfaceError
+
+log = logging.getLogger(__name__)
+
+# MTCNN's P-Net sees 12 px windows: it cannot look for smaller faces.
+MTCNN_MIN_FACE = 12.0
+
+
+class DetectError(AlfaceError, ValueError):
+    """Detection was asked for something it cannot do."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the pixels of the image it was found in."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    prob: float
+    landmarks: tuple[tuple[float, float], ...]  # 5 x (x, y): eyes, nose, mouth corners
+
+    @property
+    def size(self) -> float:
+        """The longer side of the box."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+    def scaled(self, factor: float) -> Face:
+        """The same face with every coordinate divided by ``factor``."""
+        box = tuple(float(v) / factor for v in self.box)
+        marks = tuple((float(x) / factor, float(y) / factor) for x, y in self.landmarks)
+        return Face(box, self.prob, marks)  # type: ignore[arg-type]
+
+
+class FaceDetector:
+    """MTCNN (keep every face) on ``device``; ``detect`` takes a batch of equal-size images."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        from facenet_pytorch import MTCNN
+
+        self.device = torch.device(device)
+        self.mtcnn = MTCNN(keep_all=True, select_largest=False, device=self.device)
+        # channels-last runs MTCNN's convolutions and poolings about 1.3x faster on CPU.
+        self.mtcnn.to(memory_format=torch.channels_last)
+        self.mtcnn.eval()
+
+    def detect(self, batch: np.ndarray, min_face_size: float) -> list[list[Face]]:
+        """Faces of at least ``min_face_size`` px (at least 12) in each image.
+
+        Args:
+            batch: (N, H, W, 3) uint8 RGB images of one size.
+        Returns:
+            N lists of faces, in the batch's pixels, most probable first.
+        """
+        if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
+            raise DetectError(
+                f"expected (N, H, W, 3) uint8 images, got {batch.shape} {batch.dtype}"
+            )
+        min_face_size = max(float(min_face_size), MTCNN_MIN_FACE)
+        if min(batch.shape[1:3]) < min_face_size:
+            return [[] for _ in range(len(batch))]  # MTCNN's image pyramid would be empty
+        self.mtcnn.min_face_size = min_face_size
+        if not batch.flags.writeable or not batch.flags.c_contiguous:
+            batch = np.array(batch)  # torch wants writable, contiguous memory
+        images = torch.from_numpy(batch)
+        boxes, probs, points = self.mtcnn.detect(images, landmarks=True)
+        return [_faces(b, p, m) for b, p, m in zip(boxes, probs, points, strict=True)]
+
+
+def _faces(boxes: object, probs: object, points: object) -> list[Face]:
+    """Faces from one image's MTCNN output (None, or object arrays under numpy 2)."""
+    if boxes is None:
+        return []
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    m = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+    order = np.argsort(-p, kind="stable")
+    return [
+        Face(tuple(b[i].tolist()), float(p[i]), tuple(map(tuple, m[i].tolist())))  # type: ignore[arg-type]
+        for i in order
+    ]
+
+
+def keep_faces(
+    faces: Sequence[Face], min_size: float, min_prob: float
+) -> tuple[list[Face], int, int]:
+    """The faces at least ``min_size`` px and ``min_prob`` probable, and how many were too
+    small and how many too improbable (a face that is both counts as too small)."""
+    kept, small, improbable = [], 0, 0
+    for f in faces:
+        if f.size < min_size:
+            small += 1
+        elif f.prob < min_prob:
+            improbable += 1
+        else:
+            kept.append(f)
+    return kept, small, improbable

@@ -1,0 +1,318 @@
+"""Preprocessing: images, folders and videos become face crops in the store's unlabeled pool.
+
+The main process hashes each input file and skips those the store already has; worker
+processes decode images and make their detection copies (shrunk to ``detect_max_side``,
+padded to a multiple of 32 px so that images of similar size share a batch); the main process
+runs MTCNN on batches of equal-size copies (on the device it is given), cuts every kept face
+from the full-resolution image, and writes each input file (all of its faces) to the store in
+one transaction. A killed run therefore leaves whole files or nothing, and the next run picks up
+where it stopped. A failed file is recorded as failed and is tried again by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from alface.config import PreprocessConfig
+from alface.errors import AlfaceError
+from alface.faces.crops import crop_relpath, cut_crop, pixel_hash, write_jpeg
+from alface.faces.detect import Face, FaceDetector, keep_faces
+from alface.faces.images import Decoded, decoding, detection_copy
+from alface.faces.report import Problem, Report
+from alface.faces.video import FrameSampler, VideoError, is_video
+from alface.progress import ProgressFn
+from alface.store import ItemRecord, Store
+
+log = logging.getLogger(__name__)
+
+# Decoded images waiting for a full batch are flushed beyond this many bytes.
+_BUFFER_BYTES = 512 * 2**20
+# MTCNN looks for faces of at least this many detection-copy pixels: below ~20 px its image
+# pyramid and candidate boxes make a 1024 px copy cost seconds, for faces too small to use.
+DETECT_MIN_FACE = 20.0
+
+
+class PreprocessError(AlfaceError, ValueError):
+    """The inputs cannot be preprocessed (missing paths, nothing to read)."""
+
+
+def check_config(cfg: PreprocessConfig) -> None:
+    """Raise PreprocessError naming the first preprocess setting out of its range."""
+    rules = [
+        ("crop_size", cfg.crop_size >= 8, ">= 8"),
+        ("margin", 0 <= cfg.margin <= 4, "between 0 and 4"),
+        ("min_face_size", cfg.min_face_size >= 0, ">= 0"),
+        ("min_prob", 0 <= cfg.min_prob <= 1, "between 0 and 1"),
+        ("batch_size", cfg.batch_size >= 1, ">= 1"),
+        ("workers", cfg.workers >= 0, ">= 0 (0 decodes in the main process)"),
+        ("max_megapixels", cfg.max_megapixels > 0, "> 0"),
+        ("detect_max_side", cfg.detect_max_side >= 32, ">= 32"),
+        ("every_n_frames", cfg.every_n_frames >= 1, ">= 1"),
+        ("jpeg_quality", 1 <= cfg.jpeg_quality <= 100, "between 1 and 100"),
+    ]
+    for key, good, valid in rules:
+        if not good:
+            raise PreprocessError(f"preprocess.{key}={getattr(cfg, key)!r}: must be {valid}")
+
+
+def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None = None) -> list[Path]:
+    """The files named in ``inputs`` and, sorted, all files under the folders among them
+    (hidden ones, and those under ``exclude`` such as the work directory, left out)."""
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing:
+        raise PreprocessError(f"input not found: {', '.join(missing)}")
+    skip = exclude.resolve() if exclude is not None else None
+    files: dict[Path, None] = {}
+    for p in map(Path, inputs):
+        found = [p] if p.is_file() else sorted(
+            f for f in p.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )  # fmt: skip
+        found = [f.resolve() for f in found]
+        files.update((f, None) for f in found if skip is None or not f.is_relative_to(skip))
+    if not files:
+        raise PreprocessError(f"no files in {', '.join(map(str, inputs)) or 'the inputs'}")
+    return list(files)
+
+
+def file_hash(path: Path) -> str:
+    """SHA-1 (hex) of a file's bytes."""
+    h = hashlib.sha1()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def preprocess(
+    store: Store,
+    files: Sequence[Path],
+    cfg: PreprocessConfig,
+    device: Any = "cpu",
+    progress: ProgressFn | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+) -> Report:
+    """Detect the faces in ``files`` (see :func:`collect_inputs`) and add their crops to a new
+    pool in ``store``; MTCNN runs on ``device``. Returns what happened, file by file counted."""
+    run = _Run(store, cfg, FaceDetector(device), progress, on_problem)
+    run.images([f for f in files if not is_video(f)])
+    for path in (f for f in files if is_video(f)):
+        run.video(path)
+    return run.report
+
+
+class _Run:
+    """The state of one preprocess run."""
+
+    def __init__(self, store, cfg, detector, progress, on_problem) -> None:  # noqa: ANN001
+        self.store, self.cfg, self.detector = store, cfg, detector
+        self.progress = progress or (lambda n=1, **fields: None)
+        self.on_problem = on_problem or (lambda problem: None)
+        self.report = Report(pool=store.next_pool())
+        self.seen: set[str] = set()
+
+    # -- images ----------------------------------------------------------------------------
+    def images(self, paths: Sequence[Path]) -> None:
+        """Decode (in worker processes), batch by detection size, detect, store."""
+        buckets: dict[tuple[int, ...], list[tuple[Decoded, str, Any]]] = {}
+        cfg = self.cfg
+        with decoding(cfg.workers, cfg.max_megapixels, cfg.detect_max_side) as submit:
+            window: deque[tuple[Path, Future, str, Any]] = deque()
+            for path in paths:
+                claim = self.claim(path)
+                if claim is not None:
+                    window.append((path, submit(str(path)), *claim))
+                while len(window) > 2 * max(cfg.workers, 1) + cfg.batch_size:
+                    self.take(*window.popleft(), buckets)
+            while window:
+                self.take(*window.popleft(), buckets)
+        for key in list(buckets):
+            self.detect_group(buckets.pop(key))
+
+    def take(self, path: Path, future: Future, digest: str, known: Any, buckets: dict) -> None:
+        """Put a decoded image in its bucket; detect a bucket that is full or holds too much."""
+        try:
+            d: Decoded = future.result()
+        except Exception as e:  # a decoder crash on one file must not end the run
+            self.fail(path, digest, known, "image", "corrupt image", f"{type(e).__name__}: {e}")
+            return
+        if d.error:
+            self.fail(path, digest, known, "image", d.reason or "corrupt image", d.error)
+            return
+        bucket = buckets.setdefault(d.det.shape, [])
+        bucket.append((d, digest, known))
+        held = sum(x.image.nbytes + x.det.nbytes for b in buckets.values() for x, _, _ in b)
+        if len(bucket) >= self.cfg.batch_size or held > _BUFFER_BYTES:
+            key = d.det.shape if len(bucket) >= self.cfg.batch_size else max(
+                buckets, key=lambda k: len(buckets[k])
+            )  # fmt: skip
+            self.detect_group(buckets.pop(key))
+
+    def detect_group(self, group: list[tuple[Decoded, str, Any]]) -> None:
+        """Detect faces in equal-size detection copies and store each file's crops."""
+        found = self.detect([d.det for d, _, _ in group], [d.scale for d, _, _ in group])
+        for (d, digest, known), faces in zip(group, found, strict=True):
+            if isinstance(faces, str):
+                self.fail(Path(d.path), digest, known, "image", "detector error", faces)
+                continue
+            crops = self.cut(d.image, faces, frame=None)
+            self.commit(Path(d.path), digest, known, "image", crops)
+
+    # -- videos ----------------------------------------------------------------------------
+    def video(self, path: Path) -> None:
+        """Detect faces in every Nth frame; the whole video is one transaction."""
+        claim = self.claim(path)
+        if claim is None:
+            return
+        sampler = FrameSampler(path, self.cfg.every_n_frames)
+        crops: list[tuple[int | None, Face, str]] = []
+        n_frames = 0
+        try:
+            for chunk in _chunks(iter(sampler), self.cfg.batch_size):
+                dets = [
+                    detection_copy(Image.fromarray(f), self.cfg.detect_max_side) for _, f in chunk
+                ]
+                found = self.detect([d for d, _ in dets], [s for _, s in dets])
+                for (index, frame), faces in zip(chunk, found, strict=True):
+                    if isinstance(faces, str):
+                        log.warning("%s: frame %d: detector error (%s)", path, index, faces)
+                        continue
+                    crops += self.cut(frame, faces, index)
+                n_frames += len(chunk)
+        except VideoError as e:
+            self.fail(path, *claim, "video", "not a video", str(e))
+            return
+        if sampler.n_decoded == 0:
+            self.fail(path, *claim, "video", "not a video", sampler.broken or "no frames")
+            return
+        self.report.frames += n_frames
+        self.commit(path, *claim, "video", crops, n_frames=n_frames, note=sampler.broken)
+        if sampler.broken:
+            problem = Problem(
+                str(path), "broken video", f"kept the frames before: {sampler.broken}"
+            )
+            self.report.broken.append(problem)
+            self.on_problem(problem)
+
+    # -- shared steps ----------------------------------------------------------------------
+    def claim(self, path: Path) -> tuple[str, Any] | None:
+        """(content hash, earlier failed record or None) for a file to process; None (and the
+        file counted as skipped) when an earlier run or an earlier input already did it."""
+        try:
+            digest = file_hash(path)
+        except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
+            self.fail(path, None, None, "", "unreadable file", e.strerror or str(e))
+            return None
+        known = self.store.source_by_hash(digest)
+        if digest in self.seen or (known is not None and known["status"] != "failed"):
+            if digest in self.seen:
+                self.report.duplicates += 1
+            else:
+                self.report.done_before += 1
+            self.progress(1, status=self.report.status())
+            return None
+        self.seen.add(digest)
+        return digest, known
+
+    def detect(self, dets: list[np.ndarray], scales: list[float]) -> list[list[Face] | str]:
+        """Kept faces (source pixels) per detection copy; an error text where MTCNN failed."""
+        min_size = max(self.cfg.min_face_size * min(scales), DETECT_MIN_FACE)
+        try:
+            raw = self.detector.detect(np.stack(dets), min_size)
+        except RuntimeError:  # MTCNN fails on some degenerate inputs: find which, one by one
+            raw = [self._detect_one(d, s) for d, s in zip(dets, scales, strict=True)]
+        out: list[list[Face] | str] = []
+        for faces, scale in zip(raw, scales, strict=True):
+            if isinstance(faces, str):
+                out.append(faces)
+                continue
+            kept, small, improbable = keep_faces(
+                [f.scaled(scale) for f in faces], self.cfg.min_face_size, self.cfg.min_prob
+            )
+            self.report.too_small += small
+            self.report.improbable += improbable
+            out.append(kept)
+        return out
+
+    def _detect_one(self, det: np.ndarray, scale: float) -> list[Face] | str:
+        try:
+            min_size = max(self.cfg.min_face_size * scale, DETECT_MIN_FACE)
+            return self.detector.detect(det[None], min_size)[0]
+        except RuntimeError as e:
+            return f"{type(e).__name__}: {e}"
+
+    def cut(self, image: np.ndarray, faces: list[Face], frame: int | None) -> list[tuple]:
+        """Cut and write the crops of ``faces``; returns (frame, face, content hash) for each."""
+        out = []
+        for face in faces:
+            pixels = cut_crop(image, face.box, self.cfg.crop_size, self.cfg.margin)
+            digest = pixel_hash(pixels)
+            write_jpeg(pixels, self.store.root / crop_relpath(digest), self.cfg.jpeg_quality)
+            out.append((frame, face, digest))
+        return out
+
+    def commit(
+        self, path: Path, digest: str, known: Any, kind: str, crops: list[tuple],
+        n_frames: int | None = None, note: str | None = None,
+    ) -> None:  # fmt: skip
+        """Record a processed file and its crops in one transaction."""
+        with self.store.transaction("preprocess"):
+            sid = self._source(path, digest, known, kind, "done", len(crops), n_frames, note)
+            new = self.store.add_items((_record(c, sid, path) for c in crops), self.report.pool)
+        self.report.count_done(kind, len(crops), len(new))
+        self.progress(1, status=self.report.status())
+
+    def fail(
+        self, path: Path, digest: str | None, known: Any, kind: str, reason: str, detail: str
+    ) -> None:
+        """Record a file that could not be processed, and say so."""
+        if digest is not None:
+            with self.store.transaction("preprocess"):
+                self._source(path, digest, known, kind, "failed", 0, None, detail)
+        problem = Problem(str(path), reason, detail)
+        self.report.failed.append(problem)
+        self.on_problem(problem)
+        self.progress(1, status=self.report.status())
+
+    def _source(self, path, digest, known, kind, status, n_faces, n_frames, error) -> int:  # noqa: ANN001
+        args = dict(
+            status=status, pool=self.report.pool, n_faces=n_faces, n_frames=n_frames, error=error
+        )
+        if known is not None:
+            self.store.update_source(known["id"], str(path), **args)
+            sid = int(known["id"])
+        else:
+            sid = self.store.add_source(str(path), digest, kind, **args)
+        self.store.log(
+            "source", {"id": sid, "path": str(path), "status": status, "n_faces": n_faces}
+        )
+        return sid
+
+
+def _record(crop: tuple, source_id: int, path: Path) -> ItemRecord:
+    frame, face, digest = crop
+    return ItemRecord(
+        crop_path=crop_relpath(digest), hash=digest, source_id=source_id, source_path=str(path),
+        frame=frame, box=[round(v, 2) for v in face.box], prob=face.prob,
+        landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+    )  # fmt: skip
+
+
+def _chunks(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for x in it:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

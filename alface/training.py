@@ -1,0 +1,292 @@
+"""Training (`alface train`): retrain the classifier on the labeled set, evaluate it, record it.
+
+One run: labels imported since the last run are promoted to train/val; the model is built
+(backbone weights, or the latest model's when ``train.warm_start`` fits); Lightning fits it with
+early stopping on labeled-val (``train.monitor``) and keeps the best checkpoint; the best
+weights are evaluated on labeled-val, the overfitting set and the iteration-validation set.
+The run folder WORKDIR/models/N/ (model.ckpt, config.yaml, metrics.json, metrics.csv) is
+built as N.partial and renamed when complete, and only then recorded in the store: a run
+killed at any point leaves the previous model the latest one, and its checkpoint untouched.
+
+``train.mode=linear_probe`` on one device takes the fast path of :mod:`alface.probe`: the frozen
+backbone embeds every labeled face once and the head trains on those features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from alface import probe
+from alface.config import Config, dump_config, from_dict
+from alface.data import ActiveDataModule
+from alface.device import trainer_kwargs
+from alface.errors import AlfaceError
+from alface.model import FaceClassifier, build_model
+from alface.progress import ProgressFn
+from alface.scoring import inference_trainer
+from alface.splits import promote_labeled
+from alface.store import Store
+from alface.workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = "models"
+CKPT_NAME = "model.ckpt"
+MONITORS = ("val/macro_f1", "val/acc", "val/loss")
+# Lightning warnings that do not apply here: loaders read a memory-mapped cache (few workers
+# are fine), a frozen backbone is in eval mode on purpose, no labeled-val yet, torch deprecation.
+_QUIET = (
+    ".*does not have many workers.*", ".*module\\(s\\) in eval mode.*", ".*LeafSpec.*",
+    ".*no `val_dataloader`.*",
+)  # fmt: skip
+
+
+class TrainError(AlfaceError, ValueError):
+    """Training cannot run as configured (no labels, an unknown monitor)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A recorded model: store id, checkpoint, and its metrics per evaluation set."""
+
+    model_id: int
+    path: Path
+    backbone: str
+    n_labeled: int
+    metrics: dict[str, dict[str, Any]]
+    epochs: int
+    warm_started: bool
+
+
+Loaders = tuple[DataLoader, DataLoader | None, dict[str, DataLoader]]  # train, val, eval sets
+
+
+def train(
+    wd: Workdir, progress: ProgressFn | None = None, iteration_id: int | None = None
+) -> TrainResult:
+    """Retrain on the labeled set of ``wd``, evaluate on val/overfit/itval, record the model."""
+    cfg, store = wd.cfg, wd.store
+    check_monitor(cfg.train.monitor)
+    with store.transaction("train"):
+        promote_labeled(store, cfg, _round_of(store, iteration_id), iteration_id)
+    if not store.labels(store.item_ids("train")):
+        raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
+    dm = ActiveDataModule(wd.root, cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    n_labeled = len(dm.labeled("train")) + len(dm.labeled("val"))
+    tk = trainer_kwargs(cfg)
+    run_dir = _start_run_dir(wd)
+    with seeded(cfg.seed):
+        weights = dm.class_weights() if cfg.train.class_balance == "weights" else None
+        model = build_model(cfg, dm.num_classes, weights)
+        warm = cfg.train.warm_start and warm_start(model, store)
+        use_probe = probe.use_probe(cfg, tk)
+        train_loader, val_loader, evals = (
+            probe.probe_loaders(model, dm, tk) if use_probe else image_loaders(dm)
+        )
+        best, epochs = fit(model, train_loader, val_loader, cfg, run_dir, tk, progress)
+        metrics = evaluate(model, evals, tk)
+    path = _finish_run_dir(run_dir, best, cfg, metrics)
+    rel = str(path.relative_to(wd.root))
+    with store.transaction("train"):
+        model_id = store.add_model(rel, cfg.backbone.name, n_labeled, metrics, iteration_id)
+    log.info("model %d: %s (%d labeled, %d epochs)", model_id, rel, n_labeled, epochs)
+    return TrainResult(model_id, path, cfg.backbone.name, n_labeled, metrics, epochs, bool(warm))
+
+
+def image_loaders(dm: ActiveDataModule) -> Loaders:
+    """(train, labeled-val or None, eval sets) image loaders of a set-up data module."""
+    val = dm.val_dataloader() if len(dm.labeled("val")) else None
+    return dm.train_dataloader(), val, dm.eval_dataloaders()
+
+
+def fit_head(
+    model: FaceClassifier,
+    emb: np.ndarray,
+    labels: np.ndarray,
+    cfg: Config,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    tk: dict[str, Any] | None = None,
+) -> FaceClassifier:
+    """Train ``model``'s head on features ``emb`` (N, D) with ``labels`` (N,) int64.
+
+    Early stopping on ``val`` = (emb (M, D), labels (M,)) when given; ``tk`` are Trainer
+    settings (default: :func:`alface.device.trainer_kwargs` of ``cfg``). Returns ``model``.
+    """
+    tk = tk or trainer_kwargs(cfg)
+    train_loader = probe.feature_loader(np.arange(len(emb)), emb, labels, cfg, train=True)
+    val_loader = None if val is None else probe.feature_loader(np.arange(len(val[0])), *val, cfg)
+    with seeded(cfg.seed), tempfile.TemporaryDirectory() as tmp:
+        fit(model, train_loader, val_loader, cfg, Path(tmp), tk)
+    return model
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's CPU RNG seeded with ``seed`` inside, and restored after (the caller's is kept)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's warnings that do not apply to alface muted inside."""
+    with warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
+
+
+def check_monitor(monitor: str) -> None:
+    """Raise TrainError unless ``monitor`` is a metric that validation logs."""
+    if monitor not in MONITORS:
+        raise TrainError(f"train.monitor={monitor!r}: use one of {', '.join(MONITORS)}")
+
+
+def fit(
+    model: FaceClassifier,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    cfg: Config,
+    run_dir: Path,
+    tk: dict[str, Any],
+    progress: ProgressFn | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> tuple[Path, int]:
+    """Fit ``model`` with early stopping on ``val_loader``; load the best weights back.
+
+    Returns (best checkpoint under ``run_dir``, epochs run). Without a val loader the last
+    epoch's weights are kept.
+    """
+    t = cfg.train
+    check_monitor(t.monitor)
+    mode = "min" if t.monitor.endswith("loss") else "max"
+    monitor = t.monitor if val_loader is not None else None
+    ckpt = ModelCheckpoint(
+        run_dir / "checkpoints", "best", monitor, save_top_k=1, mode=mode,
+        save_weights_only=True, enable_version_counter=False,
+    )  # fmt: skip
+    extra: list[L.Callback] = [ckpt, *callbacks]
+    if monitor:
+        extra.append(EarlyStopping(monitor, patience=t.patience, mode=mode))
+    if progress:
+        extra.append(ProgressCallback(progress))
+    trainer = L.Trainer(
+        **tk, max_epochs=t.max_epochs, min_epochs=min(t.min_epochs, t.max_epochs),
+        callbacks=extra, logger=CSVLogger(run_dir, name="", version=""),
+        default_root_dir=run_dir, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, len(train_loader))),
+    )  # fmt: skip
+    model.train()
+    with quiet_lightning():
+        trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    best = Path(ckpt.best_model_path or ckpt.last_model_path)
+    if not best.is_file():
+        raise TrainError("training ended without a checkpoint (no training batch ran?)")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)
+    return best, trainer.current_epoch
+
+
+def evaluate(
+    model: FaceClassifier, loaders: dict[str, DataLoader], tk: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Metrics dicts (acc, macro_f1, recall, confusion) of ``model`` on each named loader."""
+    if not loaders:
+        return {}
+    model.eval_names, model.results = list(loaders), {}
+    with quiet_lightning():
+        inference_trainer(tk).test(model, dataloaders=list(loaders.values()), verbose=False)
+    return {name: model.results[name] for name in loaders if name in model.results}
+
+
+def warm_start(model: FaceClassifier, store: Store) -> bool:
+    """Load the latest model's weights into ``model`` when backbone, size and classes match."""
+    row = store.latest_model()
+    if row is None:
+        return False
+    path = Path(row["path"]) if Path(row["path"]).is_absolute() else store.root / row["path"]
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    prev, cfg = from_dict(ckpt["hyper_parameters"]["cfg"]), model.config
+    same = (prev.backbone.name, prev.image_size, prev.labels.classes) == (
+        cfg.backbone.name, cfg.image_size, cfg.labels.classes,
+    )  # fmt: skip
+    if not same or ckpt["hyper_parameters"]["num_classes"] != len(model.classes):
+        log.info("warm start skipped: model %d has another backbone, size or label set", row["id"])
+        return False
+    model.load_state_dict(ckpt["state_dict"])
+    log.info("warm start from model %d (%s)", row["id"], row["path"])
+    return True
+
+
+class ProgressCallback(L.Callback):
+    """Reports training batches to a progress callback (total: every epoch's batches)."""
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self.progress = progress
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.progress(0, total=trainer.max_epochs * trainer.num_training_batches, status="")
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.progress(1, status=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k in MONITORS}
+        status = " ".join(f"{k} {v:.3f}" for k, v in shown.items())
+        self.progress(0, status=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {status}")
+
+
+def _round_of(store: Store, iteration_id: int | None) -> int | None:
+    """The round of ``iteration_id``, else the open round, else None."""
+    if iteration_id is not None:
+        rows = [r for r in store.iterations() if r["id"] == iteration_id]
+        if not rows:
+            raise TrainError(f"unknown iteration {iteration_id}")
+        return int(rows[0]["round_id"])
+    row = store.current_round()
+    return int(row["id"]) if row is not None and row["state"] == "open" else None
+
+
+def _start_run_dir(wd: Workdir) -> Path:
+    """An empty WORKDIR/models/N.partial, N one more than the newest model's id."""
+    row = wd.store.latest_model()
+    n = (int(row["id"]) if row is not None else 0) + 1
+    run_dir = wd.path(MODELS_DIR, mkdir=True) / f"{n}.partial"
+    shutil.rmtree(run_dir, ignore_errors=True)  # left by a killed run
+    run_dir.mkdir()
+    return run_dir
+
+
+def _finish_run_dir(run_dir: Path, best: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
+    """Complete ``run_dir`` (checkpoint, config, metrics) and rename it; returns the checkpoint."""
+    os.replace(best, run_dir / CKPT_NAME)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    tmp.replace(run_dir / "metrics.json")
+    final = run_dir.with_name(run_dir.name.removesuffix(".partial"))
+    if final.exists():  # a run killed after its rename but before the store recorded it
+        shutil.rmtree(final)
+    run_dir.rename(final)
+    return final / CKPT_NAME
