@@ -157,6 +157,7 @@ class LoopConfig:
     target_set: Literal["itval", "overfit", "val"] = "itval"
     max_iterations: int = 20
     max_rounds: int = 10
+    initial_size: int = 200  # the first batch (random) when nothing is labeled yet
 
 
 @dataclass(frozen=True)

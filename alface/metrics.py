@@ -53,3 +53,10 @@ def metrics_dict(computed: dict[str, torch.Tensor], classes: Sequence[str]) -> d
         },
         "confusion": confusion.tolist(),
     }
+
+
+def probs_metrics(probs: Any, target: Any, classes: Sequence[str]) -> dict[str, Any]:
+    """The metrics dict of predictions ``probs`` (N, C) against class indices ``target`` (N,)."""
+    collection = eval_metrics(len(classes))
+    collection.update(torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(target))
+    return metrics_dict(collection.compute(), classes)

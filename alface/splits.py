@@ -167,7 +167,7 @@ def draw_itval_set(
     With ``embeddings`` = (ids (N,), emb (N, D)) the draw is stratified over k-means clusters
     (``cfg.select.n_clusters``) of the pool items that have one; otherwise it is uniform.
     """
-    pool = _free_pool(store)
+    pool = free_pool(store)
     n = min(cfg.data.itval_size, len(pool))
     picked = None
     if embeddings is not None and n:
@@ -223,13 +223,13 @@ def release_itval_set(
 
 def scrap_pool(store: Store, round_id: int) -> np.ndarray:
     """Move the unused pool (unlabeled, not waiting in an open batch) to 'scrapped'; returns ids."""
-    ids = _free_pool(store)
+    ids = free_pool(store)
     with store.transaction("scrap_pool"):
         store.move(ids, "scrapped", round_id=round_id, reason="round ended")
     return ids
 
 
-def _free_pool(store: Store) -> np.ndarray:
+def free_pool(store: Store) -> np.ndarray:
     """Pool items without a resolved label and not waiting in an open batch (sorted int64)."""
     pool = store.item_ids("pool")
     busy = [i for b in store.open_batches() for i in store.pending_items(b["id"])]

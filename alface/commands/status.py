@@ -90,7 +90,7 @@ def _loop_state(store: Any) -> dict[str, Any]:
             "id": it["id"], "round": it["round_id"], "index": it["idx"], "state": it["state"],
             "decision": it["decision"], "stop_reason": it["stop_reason"],
         },
-        "last_metrics": _loads(measured[-1]["metrics"]) if measured else (
+        "last_metrics": _set_metrics(_loads(measured[-1]["metrics"])) if measured else (
             _loads(model["metrics"]) if model is not None else None
         ),
         "last_stop": None if last_stop is None else {k: v for k, v in last_stop.items() if k != "at"},
@@ -99,6 +99,11 @@ def _loop_state(store: Any) -> dict[str, Any]:
             "n_labeled": model["n_labeled"], "metrics": _loads(model["metrics"]),
         },
     }  # fmt: skip
+
+
+def _set_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """{set: metrics} of an iteration record (the loop's records hold them under "metrics")."""
+    return record.get("metrics", record)
 
 
 def _loads(text: str | None) -> Any:
@@ -132,7 +137,7 @@ def render(summary: dict[str, Any]) -> None:
     if summary["last_stop"]:
         s = summary["last_stop"]
         where = f"round {s['round']}" + (
-            "" if s["iteration"] is None else f", iteration {s['iteration']}"
+            "" if s["iteration"] is None else f", iteration {s['iteration'] + 1}"
         )
         lines.append(f"last stop ({where}): {s['reason']}")
     for line in lines:
@@ -147,7 +152,7 @@ def _round_line(summary: dict[str, Any]) -> str:
         return "round: none yet"
     text = f"round {rnd['id']} ({rnd['state']}, {rnd['n_iterations']} iteration(s))"
     if it is not None:
-        text += f"; iteration {it['index']}: {it['state']}"
+        text += f"; iteration {it['index'] + 1}: {it['state']}"
         if it["decision"]:
             text += f", decision {it['decision']}"
     return text
@@ -158,7 +163,9 @@ def _metrics_text(metrics: Any) -> str:
         return "none yet"
     if isinstance(metrics, dict) and all(isinstance(v, dict) for v in metrics.values()):
         return "; ".join(
-            f"{s}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items()) for s, m in metrics.items()
+            f"{s}: " + ", ".join(f"{k} {_fmt(m[k])}" for k in ("n", "acc", "macro_f1") if k in m)
+            for s, m in metrics.items()
+            if m
         )
     return json.dumps(metrics)
 

@@ -1,0 +1,165 @@
+"""Label batches: pick the next faces from the pool with a strategy, record them, export them.
+
+One code path for ``alface select`` and the loop: the pool is scored by the latest model
+(:mod:`alface.scoring`), :func:`alface.select.select_batch` picks rows, a share of the batch is
+marked for two annotators, and the batch is recorded in the store and written for people
+(:func:`alface.annotate.export.write_batch`) in one transaction: a batch is in the store only
+when its files are complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alface.annotate.export import assign_pairs, write_batch
+from alface.errors import AlfaceError
+from alface.select import select_batch
+from alface.select.strategies import PoolExhaustedError
+from alface.workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+BATCHES_DIR = "batches"
+NO_MODEL_STRATEGIES = ("random",)
+
+
+class BatchError(AlfaceError, ValueError):
+    """A batch that cannot be made (no model for a strategy that needs one, bad scores)."""
+
+
+@dataclass(frozen=True)
+class PoolScores:
+    """Scores of pool items: ids (N,), probs (N, C) and embeddings (N, D); None when unscored."""
+
+    ids: np.ndarray
+    probs: np.ndarray | None
+    emb: np.ndarray | None
+    model_id: int | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A recorded batch: its store id, where its files are, and what it holds."""
+
+    id: int
+    kind: str
+    out_dir: Path
+    entries: list[dict[str, Any]]
+    files: dict[str, Path]
+    message: str
+
+
+def scores_for(ids: np.ndarray, folder: Path, model_id: int | None) -> PoolScores:
+    """The rows of scoring ``folder`` for ``ids`` (every id must have been scored)."""
+    from alface.scoring import load_scores
+
+    all_ids, probs, emb = load_scores(folder)
+    rows = np.searchsorted(all_ids, ids)
+    rows = np.clip(rows, 0, max(len(all_ids) - 1, 0))
+    if len(ids) and (not len(all_ids) or not np.array_equal(all_ids[rows], ids)):
+        missing = np.setdiff1d(ids, all_ids)[:5]
+        raise BatchError(f"{folder} has no scores for item(s) {missing.tolist()}; score again")
+    return PoolScores(np.asarray(ids, np.int64), np.asarray(probs[rows]), np.asarray(emb[rows]),
+                      model_id)  # fmt: skip
+
+
+def pick(
+    wd: Workdir, scores: PoolScores, strategy: str, batch_size: int, seed: int
+) -> tuple[list[dict[str, Any]], str]:
+    """Batch entries (item_id, cluster, reason, score, predicted, probs) picked from
+    ``scores`` with ``strategy``, and the selection's message."""
+    from alface.device import faiss_gpus, torch_device
+
+    cfg = wd.cfg
+    if not len(scores.ids):
+        raise PoolExhaustedError("the unlabeled pool is empty: add faces with `alface preprocess`")
+    sel = select_batch(
+        strategy, scores.probs, scores.emb, batch_size, cfg.select, seed,
+        faiss_gpus(cfg.device.faiss), torch_device(cfg.device.torch), scores.ids,
+    )  # fmt: skip
+    classes = cfg.labels.classes
+    entries = []
+    for k, row in enumerate(sel.indices):
+        p = None if scores.probs is None else scores.probs[row]
+        score = float(sel.scores[k])
+        entries.append({
+            "item_id": int(scores.ids[row]),
+            "cluster": int(sel.clusters[k]) if sel.clusters[k] >= 0 else None,
+            "reason": sel.reasons[k],
+            "score": None if np.isnan(score) else score,
+            "predicted": None if p is None else classes[int(np.argmax(p))],
+            "probs": None if p is None else [float(x) for x in p],
+        })  # fmt: skip
+    return entries, sel.message
+
+
+def emit(
+    wd: Workdir,
+    kind: str,
+    entries: list[dict[str, Any]],
+    out_dir: Path,
+    seed: int,
+    round_id: int | None = None,
+    iteration_id: int | None = None,
+    strategy: str | None = None,
+    message: str = "",
+) -> Batch:
+    """Mark a share of ``entries`` for two annotators, record the batch, write its files."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    entries = assign_pairs(entries, wd.cfg.annotate.pair_fraction, rng)
+    out_dir = Path(out_dir)
+    stored = str(out_dir.relative_to(wd.root)) if out_dir.is_relative_to(wd.root) else str(out_dir)
+    with wd.store.transaction(f"batch-{kind}"):
+        batch_id = wd.store.add_batch(kind, entries, round_id, iteration_id, strategy, stored)
+        files = write_batch(out_dir, wd.store, entries, wd.cfg, batch_id)
+    log.info("batch %d (%s): %d faces in %s", batch_id, kind, len(entries), out_dir)
+    return Batch(batch_id, kind, out_dir, entries, files, message)
+
+
+def score_free_pool(wd: Workdir, ids: np.ndarray, progress: Any = None) -> tuple[Path, int, int]:
+    """Score ``ids`` with the latest model, reusing a complete scoring of that model that
+    covers them; returns (folder, scoring id, model id)."""
+    from alface.scoring import load_scores, score_pool
+
+    model = wd.store.latest_model()
+    if model is None:
+        raise BatchError("no trained model yet: run `alface train` (or use select.strategy=random)")
+    row = wd.store.latest_scoring(int(model["id"]))
+    if row is not None:
+        folder = wd.root / row["path"]
+        try:
+            have = load_scores(folder)[0]
+        except AlfaceError:
+            have = np.zeros(0, np.int64)
+        if np.isin(ids, have).all():
+            return folder, int(row["id"]), int(model["id"])
+    s = score_pool(wd, ids=ids, progress=progress)
+    return s.path, s.id, s.model_id
+
+
+def make_batch(
+    wd: Workdir,
+    out_dir: Path,
+    ids: np.ndarray,
+    strategy: str,
+    batch_size: int,
+    seed: int,
+    kind: str = "select",
+    round_id: int | None = None,
+    iteration_id: int | None = None,
+    progress: Any = None,
+) -> Batch:
+    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write."""
+    ids = np.asarray(ids, np.int64)
+    if strategy in NO_MODEL_STRATEGIES or not len(ids):
+        scores = PoolScores(ids, None, None, None)
+    else:
+        folder, _, model_id = score_free_pool(wd, ids, progress)
+        scores = scores_for(ids, folder, model_id)
+    entries, message = pick(wd, scores, strategy, batch_size, seed)
+    return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message)

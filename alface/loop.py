@@ -1,0 +1,453 @@
+"""The inner and outer active-learning loops as a resumable state machine over the store.
+
+The loop's position is one row in the store's meta table (``loop``: step, round, iteration).
+Each step does its work, then records its changes and the next step in one transaction, so
+a process killed anywhere resumes at the step it was in. Steps that take long and write files
+(training, scoring) look for their own finished result first, so a kill after they recorded
+it does not make them run twice.
+
+Outer loop, a round per unlabeled pool: ``round_start`` draws the overfitting set,
+``baseline`` trains without it and records its score on it. Inner loop, an iteration per
+label batch: ``iteration`` -> ``score`` (the pool, latest model) -> ``itval`` (a representative
+sample of the pool to label) -> ``select`` (the batch) -> ``wait`` (people or the oracle) ->
+``train`` -> ``decide``. The inner loop goes on while the overfitting-set metric stays within
+``loop.overfit_tolerance`` of the round's baseline AND the itval metric gains more than
+``loop.improve_threshold`` over the previous model. ``round_end`` returns the overfitting set,
+scraps the unused pool and waits for a new one; meeting the target ends the loop (``done``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alface import splits
+from alface.batching import BATCHES_DIR, emit, pick, score_free_pool, scores_for
+from alface.errors import AlfaceError
+from alface.oracle import Oracle
+from alface.progress import ProgressFn
+from alface.workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+META_KEY = "loop"
+REPORTS_DIR = "reports"
+STEPS = ("bootstrap", "wait_initial", "round_start", "baseline", "iteration", "score", "itval",
+         "select", "wait", "train", "decide", "round_end", "done")  # fmt: skip
+# Stop reasons of a round (and of the inner loop).
+OVERFIT, STALLED, TARGET = "overfit set not kept", "itval stopped improving", "target met"
+MAX_ITERATIONS, EXHAUSTED = "max iterations", "pool exhausted"
+_INNER = ("score", "itval", "select", "wait", "train", "decide")
+_PURPOSE = {"initial": 1, "overfit": 2, "itval": 3, "select": 4}
+
+StepHook = Callable[[str, str], None]  # (step, "start" | "commit")
+
+
+class LoopError(AlfaceError, ValueError):
+    """The loop cannot go on as the store and config stand."""
+
+
+@dataclass
+class LoopResult:
+    """Where the loop stopped: ``needs`` is "labels", "pool" or "" (done), with what to do."""
+
+    step: str
+    needs: str
+    lines: list[str] = field(default_factory=list)
+
+
+# -- the checks (pure) ---------------------------------------------------------------------------
+def decide(
+    overfit_now: float | None,
+    overfit_baseline: float | None,
+    itval_now: float,
+    itval_before: float,
+    tolerance: float,
+    threshold: float,
+) -> tuple[bool, str | None]:
+    """(continue?, stop reason): go on while the overfitting-set metric is not lower than the
+    baseline by more than ``tolerance`` AND the itval metric gained more than ``threshold``."""
+    kept = overfit_now is None or overfit_baseline is None
+    if not kept and overfit_now < overfit_baseline - tolerance - 1e-12:
+        return False, OVERFIT
+    if not itval_now - itval_before > threshold:
+        return False, STALLED
+    return True, None
+
+
+def target_met(metrics: Mapping[str, Mapping[str, Any]], cfg_loop: Any) -> bool:
+    """Whether ``loop.target_metric`` on ``loop.target_set`` reaches ``loop.target_value``."""
+    value = (metrics.get(cfg_loop.target_set) or {}).get(cfg_loop.target_metric)
+    return value is not None and float(value) >= cfg_loop.target_value
+
+
+def rng_for(seed: int, round_idx: int, iteration_idx: int, purpose: str) -> np.random.Generator:
+    """The generator of one draw: the same (seed, round, iteration, purpose), the same draw."""
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, round_idx, iteration_idx, _PURPOSE[purpose]])
+    )
+
+
+def seed_for(seed: int, round_idx: int, iteration_idx: int, purpose: str) -> int:
+    """An int seed for APIs that take one (selection), derived like :func:`rng_for`."""
+    return int(rng_for(seed, round_idx, iteration_idx, purpose).integers(2**31 - 1))
+
+
+# -- the state machine ---------------------------------------------------------------------------
+class Loop:
+    """Runs the loops of WORKDIR from the recorded step until people are needed or it ends."""
+
+    def __init__(
+        self,
+        wd: Workdir,
+        oracle: Oracle | None = None,
+        progress: ProgressFn | None = None,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.wd, self.store, self.cfg = wd, wd.store, wd.cfg
+        self.oracle, self.progress, self.on_step = oracle, progress, on_step
+
+    # position ------------------------------------------------------------------------------------
+    def position(self) -> dict[str, Any]:
+        """The recorded step, round id and iteration id."""
+        raw = self.store.get_meta(META_KEY)
+        return json.loads(raw) if raw else {"step": "bootstrap", "round": None, "iteration": None}
+
+    def _goto(self, step: str, **where: Any) -> None:
+        """Record the next step (inside the caller's transaction)."""
+        pos = self.position() | where | {"step": step}
+        self.store.set_meta(META_KEY, json.dumps(pos))
+        if pos["iteration"] is not None and step in _INNER:
+            self.store.update_iteration(pos["iteration"], state=step)
+
+    def _commit(self, name: str) -> Any:
+        """The transaction that ends a step; the hook runs inside it, before any change."""
+        tx = self.store.transaction(f"loop:{name}")
+        hook = self.on_step
+
+        class _Tx:
+            def __enter__(self_inner) -> None:
+                tx.__enter__()
+                if hook:
+                    hook(name, "commit")
+
+            def __exit__(self_inner, *exc: Any) -> Any:
+                return tx.__exit__(*exc)
+
+        return _Tx()
+
+    def run(self) -> LoopResult:
+        """Run steps until one needs people (labels, a new pool) or the loop is done."""
+        while True:
+            step = self.position()["step"]
+            if step not in STEPS:
+                raise LoopError(f"unknown loop step {step!r} in the store")
+            if self.on_step:
+                self.on_step(step, "start")
+            result = getattr(self, f"_do_{step}")()
+            if result is not None:
+                return result
+
+    # helpers ---------------------------------------------------------------------------------------
+    def _round_idx(self) -> int:
+        return len(self.store.rounds())
+
+    def _current(self) -> Any:
+        """The store row of the current iteration."""
+        pos = self.position()
+        return next(r for r in self.store.iterations(pos["round"]) if r["id"] == pos["iteration"])
+
+    def _batch_dir(self, kind: str) -> Path:
+        it = self.position()
+        name = f"r{self._round_idx()}-i{self._current()['idx'] + 1}-{kind}"
+        return self.wd.path(BATCHES_DIR, mkdir=True) / (name if it["round"] else kind)
+
+    def _open_batches(self) -> list[Any]:
+        return self.store.open_batches()
+
+    def _await_labels(self, next_step: str) -> LoopResult | None:
+        """Close the open batches once labeled (the oracle answers when there is one)."""
+        pending = {b["id"]: self.store.pending_items(b["id"]) for b in self._open_batches()}
+        todo = [i for ids in pending.values() for i in ids]
+        if todo and self.oracle is not None:
+            self.oracle.annotate(self.store, todo, command="loop:oracle")
+            pending = {b: self.store.pending_items(b) for b in pending}
+            todo = [i for ids in pending.values() for i in ids]
+        if todo:
+            return LoopResult(self.position()["step"], "labels", self._label_lines(pending))
+        with self._commit(self.position()["step"]):
+            for batch_id in pending:
+                self.store.close_batch(batch_id)
+            self._goto(next_step)
+        return None
+
+    def _label_lines(self, pending: dict[int, list[int]]) -> list[str]:
+        root = self.wd.root
+        lines = [f"{sum(map(len, pending.values()))} faces wait for labels:"]
+        for batch_id, ids in pending.items():
+            b = self.store.batch(batch_id)
+            lines.append(f"  batch {batch_id} ({b['kind']}): {len(ids)} in {root / b['out_dir']}")
+        if queue := self.store.review_queue():
+            lines.append(f"  {len(queue)} in the review queue: alface review {root} --out DIR")
+        lines.append(
+            f"label them (batch.csv or Label Studio), then: alface import-labels {root} FILE"
+            f" --annotator NAME; then run `alface loop {root}` again"
+        )
+        return lines
+
+    def _train(self, iteration_id: int | None) -> dict[str, Any]:
+        """Metrics of the model of this step: the recorded one, else a newly trained one."""
+        from alface.training import train
+
+        rows = self.store.conn.execute(
+            "SELECT * FROM models WHERE iteration_id IS ? AND created >= ? ORDER BY id DESC",
+            (iteration_id, self.store.current_round()["started"]),
+        ).fetchall()
+        if rows:
+            return json.loads(rows[0]["metrics"] or "{}")
+        return train(self.wd, self.progress, iteration_id).metrics
+
+    # outer loop ----------------------------------------------------------------------------------
+    def _do_bootstrap(self) -> LoopResult | None:
+        labeled = self.store.labels(self.store.item_ids(("train", "val", "overfit", "pool")))
+        if labeled or self._open_batches():
+            with self._commit("bootstrap"):
+                self._goto("wait_initial")
+            return None
+        pool = splits.free_pool(self.store)
+        if not len(pool):
+            return LoopResult("bootstrap", "pool", _pool_lines(self.wd.root, None))
+        n = min(self.cfg.loop.initial_size, len(pool))
+        picked = pool[np.sort(rng_for(self.cfg.seed, 0, 0, "initial").choice(len(pool), n, False))]
+        entries = [{"item_id": int(i), "reason": "initial (random)"} for i in picked]
+        out = self.wd.path(BATCHES_DIR, mkdir=True) / "initial"
+        with self._commit("bootstrap"):
+            emit(self.wd, "initial", entries, out, self.cfg.seed, strategy="random")
+            self._goto("wait_initial")
+        return None
+
+    def _do_wait_initial(self) -> LoopResult | None:
+        return self._await_labels("round_start")
+
+    def _do_round_start(self) -> LoopResult | None:
+        if self._round_idx() >= self.cfg.loop.max_rounds:
+            with self._commit("round_start"):
+                self._goto("done")
+            return None
+        if not len(splits.free_pool(self.store)):
+            rounds = self.store.rounds()
+            why = f"round {len(rounds)} ended: {rounds[-1]['stop_reason']}" if rounds else None
+            return LoopResult("round_start", "pool", _pool_lines(self.wd.root, why))
+        with self._commit("round_start"):
+            splits.promote_labeled(self.store, self.cfg)
+            round_id = self.store.start_round()
+            rng = rng_for(self.cfg.seed, self._round_idx(), 0, "overfit")
+            splits.draw_overfit_set(self.store, self.cfg, rng, round_id)
+            self._goto("baseline", round=round_id, iteration=None)
+        return None
+
+    def _do_baseline(self) -> LoopResult | None:
+        metrics = self._train(None)
+        with self._commit("baseline"):
+            self.store.set_round_baseline(self.position()["round"], metrics.get("overfit") or {})
+            self._goto("iteration")
+        return None
+
+    def _do_round_end(self) -> LoopResult | None:
+        pos = self.position()
+        reason = pos.get("reason") or STALLED
+        with self._commit("round_end"):
+            splits.release_itval_set(self.store, self.cfg, pos["round"], pos["iteration"])
+            splits.return_overfit_set(self.store, pos["round"])
+            if reason != TARGET:
+                splits.scrap_pool(self.store, pos["round"])
+            self.store.end_round(pos["round"], reason)
+            self._goto("done" if reason == TARGET else "round_start", reason=None)
+        return None
+
+    def _do_done(self) -> LoopResult:
+        rounds = self.store.rounds()
+        lines = [f"the loop is done after {len(rounds)} round(s):"]
+        lines += [f"  round {i}: {r['stop_reason']}" for i, r in enumerate(rounds, 1)]
+        return LoopResult("done", "", lines)
+
+    # inner loop ----------------------------------------------------------------------------------
+    def _do_iteration(self) -> LoopResult | None:
+        pos = self.position()
+        n_done = len(self.store.iterations(pos["round"]))
+        stop = MAX_ITERATIONS if n_done >= self.cfg.loop.max_iterations else None
+        if stop is None and len(splits.free_pool(self.store)) < 2:
+            stop = EXHAUSTED
+        with self._commit("iteration"):
+            if stop:
+                self._goto("round_end", reason=stop)
+            else:
+                it = self.store.add_iteration(pos["round"], state="score")
+                self._goto("score", iteration=it, scoring=None)
+        return None
+
+    def _do_score(self) -> LoopResult | None:
+        _, scoring_id, _ = score_free_pool(self.wd, splits.free_pool(self.store), self.progress)
+        with self._commit("score"):
+            self._goto("itval", scoring=scoring_id)
+        return None
+
+    def _scores(self, ids: np.ndarray) -> Any:
+        row = self.store.conn.execute(
+            "SELECT * FROM scorings WHERE id = ?", (self.position()["scoring"],)
+        ).fetchone()
+        return scores_for(np.asarray(ids, np.int64), self.wd.root / row["path"], row["model_id"])
+
+    def _do_itval(self) -> LoopResult | None:
+        from alface.device import faiss_gpus
+
+        pos, idx = self.position(), self._current()["idx"] + 1
+        scores = self._scores(splits.free_pool(self.store))
+        rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
+        with self._commit("itval"):
+            ids = splits.draw_itval_set(
+                self.store, self.cfg, rng, pos["round"], pos["iteration"],
+                (scores.ids, scores.emb), faiss_gpus(self.cfg.device.faiss),
+            )  # fmt: skip
+            # no predictions shown: they would sway the labels of the set that judges the model
+            entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
+            emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
+                 pos["round"], pos["iteration"])  # fmt: skip
+            self._goto("select")
+        return None
+
+    def _do_select(self) -> LoopResult | None:
+        pos, idx = self.position(), self._current()["idx"] + 1
+        seed = seed_for(self.cfg.seed, self._round_idx(), idx, "select")
+        strategy = self.cfg.select.strategy
+        entries, message = pick(
+            self.wd, self._scores(splits.free_pool(self.store)), strategy,
+            self.cfg.select.batch_size, seed,
+        )  # fmt: skip
+        with self._commit("select"):
+            emit(self.wd, "select", entries, self._batch_dir("select"), seed, pos["round"],
+                 pos["iteration"], strategy, message)  # fmt: skip
+            self._goto("wait")
+        return None
+
+    def _do_wait(self) -> LoopResult | None:
+        return self._await_labels("train")
+
+    def _do_train(self) -> LoopResult | None:
+        self._train(self.position()["iteration"])
+        with self._commit("train"):
+            self._goto("decide")
+        return None
+
+    def _do_decide(self) -> LoopResult | None:
+        pos, it = self.position(), self._current()
+        after = self._train(pos["iteration"])  # recorded by the train step
+        before = self._itval_before()
+        baseline = json.loads(self.store.current_round()["baseline"] or "{}")
+        m, lc = self.cfg.loop.metric, self.cfg.loop
+        ok, reason = decide(
+            (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
+            float((after.get("itval") or {}).get(m) or 0.0), float((before or {}).get(m) or 0.0),
+            lc.overfit_tolerance, lc.improve_threshold,
+        )  # fmt: skip
+        if target_met(after, lc):
+            ok, reason = False, TARGET
+        record = self._record(after, before, baseline, ok, reason)
+        self._report(record, it)
+        with self._commit("decide"):
+            self.store.update_iteration(
+                pos["iteration"], state="done", metrics=record,
+                decision="continue" if ok else "stop", stop_reason=reason, ended=True,
+            )  # fmt: skip
+            if ok:
+                splits.release_itval_set(self.store, self.cfg, pos["round"], pos["iteration"])
+                self._goto("iteration")
+            else:
+                self._goto("round_end", reason=reason)
+        return None
+
+    def _itval_before(self) -> dict[str, Any] | None:
+        """The previous model's metrics on this iteration's itval set (from the pool scores)."""
+        from alface.metrics import probs_metrics
+
+        labels = self.store.labels(self.store.item_ids("itval"))
+        if not labels:
+            return None
+        ids = np.array(sorted(labels), np.int64)
+        classes = self.cfg.labels.classes
+        target = np.array([classes.index(labels[int(i)]) for i in ids])
+        return probs_metrics(self._scores(ids).probs, target, classes)
+
+    def _record(
+        self, after: dict, before: dict | None, baseline: dict, ok: bool, reason: str | None
+    ) -> dict[str, Any]:
+        """What an iteration leaves in the store and its report."""
+        metrics = {s: after[s] for s in ("val", "overfit", "itval") if after.get(s)}
+        if before:
+            metrics["itval (previous model)"] = before
+        m = self.cfg.loop.metric
+        return {
+            "labels_used": len(self.store.labels()),
+            "metrics": metrics,
+            "checks": {
+                "metric": m,
+                "overfit": (after.get("overfit") or {}).get(m),
+                "overfit_baseline": baseline.get(m) if baseline else None,
+                "overfit_tolerance": self.cfg.loop.overfit_tolerance,
+                "itval": (after.get("itval") or {}).get(m),
+                "itval_before": (before or {}).get(m),
+                "improve_threshold": self.cfg.loop.improve_threshold,
+            },
+            "decision": "continue" if ok else "stop",
+            "stop_reason": reason,
+        }
+
+    def _report(self, record: dict[str, Any], it: Any) -> None:
+        """Write reports/rR-iI/report.{json,png}: metrics, class balance, checks, history."""
+        from alface.report import iteration_report
+
+        r, i = self._round_idx(), it["idx"] + 1
+        history = [json.loads(x["metrics"]) for x in self.store.iterations() if x["metrics"]]
+        batch = self.store.conn.execute(
+            "SELECT id FROM batches WHERE iteration_id = ? AND kind = 'select'", (it["id"],)
+        ).fetchone()
+        batch_ids = [b["item_id"] for b in self.store.batch_items(batch["id"])] if batch else []
+        info = record | {
+            "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
+            "metric": self.cfg.loop.metric, "history": history,
+            "balance": {
+                "pool": self._pool_predicted(),
+                "batch": dict(Counter(self.store.labels(batch_ids).values())),
+                "labeled": self.store.class_counts(("train", "val", "overfit", "itval")),
+            },
+        }  # fmt: skip
+        iteration_report(self.wd.path(REPORTS_DIR, f"r{r}-i{i}", mkdir=True), info)
+
+    def _pool_predicted(self) -> dict[str, int]:
+        """Class counts of the scored pool as the previous model predicts them."""
+        s = self._scores(np.asarray(self._scored_ids(), np.int64))
+        classes = self.cfg.labels.classes
+        return dict(Counter(classes[int(k)] for k in np.argmax(s.probs, axis=1)))
+
+    def _scored_ids(self) -> np.ndarray:
+        from alface.scoring import load_scores
+
+        row = self.store.conn.execute(
+            "SELECT path FROM scorings WHERE id = ?", (self.position()["scoring"],)
+        ).fetchone()
+        return np.asarray(load_scores(self.wd.root / row["path"])[0])
+
+
+def _pool_lines(root: Path, why: str | None) -> list[str]:
+    what = f"{why}; the unused pool is scrapped" if why else "no faces in the pool yet"
+    return [
+        f"{what}: add a new unlabeled pool, then run `alface loop {root}` again:",
+        f"  alface preprocess {root} IMAGES_OR_VIDEOS...   (or a folder of crops with --cropped)",
+    ]
