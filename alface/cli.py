@@ -8,6 +8,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ COMMANDS = {
 }
 
 log = logging.getLogger("alface")
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +71,14 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn errors into one line and an exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (`select WD --out DIR k=v`), where argparse
+    # has already closed the positional list
+    if extra and hasattr(args, "overrides") and all(_OVERRIDE.match(x) for x in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose, args.quiet)
     try:
         return int(args._run(args) or 0)

@@ -311,9 +311,12 @@ class Loop:
         pos, idx = self.position(), self._current()["idx"] + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
+        # a small last pool: keep at least half of it for the batch
+        n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
+        cfg = self.cfg.replace(f"data.itval_size={n}")
         with self._commit("itval"):
             ids = splits.draw_itval_set(
-                self.store, self.cfg, rng, pos["round"], pos["iteration"],
+                self.store, cfg, rng, pos["round"], pos["iteration"],
                 (scores.ids, scores.emb), faiss_gpus(self.cfg.device.faiss),
             )  # fmt: skip
             # no predictions shown: they would sway the labels of the set that judges the model

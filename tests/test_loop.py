@@ -21,9 +21,10 @@ CLASSES = Config().labels.classes
 SETTINGS = (
     "backbone=test_resnet", "data.image_size=32", "train.mode=linear_probe",
     "train.max_epochs=60", "train.patience=10", "train.head_lr=0.01", "data.batch_size=32",
-    "select.batch_size=20", "select.n_clusters=4", "data.itval_size=20", "data.overfit_size=12",
-    "loop.initial_size=40", "loop.max_iterations=4", "loop.overfit_tolerance=0.05",
-    "loop.improve_threshold=0.02", "loop.target_value=0.99", "annotate.pair_fraction=0.0",
+    "train.class_balance=none", "select.batch_size=20", "select.n_clusters=4",
+    "data.itval_size=30", "data.overfit_size=20", "loop.initial_size=40", "loop.max_iterations=4",
+    "loop.metric=acc", "loop.overfit_tolerance=0.1", "loop.improve_threshold=0.02",
+    "loop.target_value=0.99", "annotate.pair_fraction=0.0",
 )  # fmt: skip
 
 
@@ -97,7 +98,8 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
     utk_dir, tmp_path, capsys
 ):
     """Round 1: true labels; the itval gain falls under the threshold. Round 2: a new pool whose
-    'annotator' calls every face Asian; training on it loses the overfitting set."""
+    'annotator' calls every face Black: the model learns the new pool's labels (its itval
+    accuracy climbs) and forgets the old faces, so the overfitting-set check fails."""
     pool1, pool2 = _files(utk_dir, 0, 200), _files(utk_dir, 3, 100)
     root = _workdir(tmp_path / "wd", pool1)
     truth = _oracle_csv(tmp_path / "truth.csv", pool1)
@@ -108,7 +110,7 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
     assert reason1 == L.STALLED and its1[-1] == L.STALLED and set(its1[:-1]) <= {None}
 
     _add_pool(root, pool2)
-    wrong = _oracle_csv(tmp_path / "wrong.csv", pool2, label="Asian")
+    wrong = _oracle_csv(tmp_path / "wrong.csv", pool2, label="Black")
     assert main(["loop", str(root), "--oracle", str(wrong)]) == 0
     (r1, _), (reason2, its2) = _rounds(root)
     assert reason2 == L.OVERFIT and its2[-1] == L.OVERFIT
@@ -126,7 +128,7 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
         assert {"overfit", "itval"} <= set(rep["metrics"])
         assert (root / "reports" / f"r{r}-i{it['idx'] + 1}" / "report.png").stat().st_size > 0
     last = json.loads(its[-1]["metrics"])["checks"]
-    assert last["overfit"] < last["overfit_baseline"] - 0.05
+    assert last["overfit"] < last["overfit_baseline"] - 0.1
     wd.close()
 
 
@@ -155,7 +157,7 @@ def test_without_an_oracle_it_stops_for_people_and_resumes_after_an_import(utk_d
     capsys.readouterr()
     assert main(["loop", str(root)]) == 0  # trains the baseline, then asks for itval + batch
     out = capsys.readouterr().out
-    assert "batch 2 (itval): 20" in out and "batch 3 (select): 20" in out
+    assert "batch 2 (itval): 25" in out and "batch 3 (select): 20" in out
     wd = Workdir.open(root)
     assert Loop(wd).position()["step"] == "wait"
     assert wd.store.latest_model() is not None and wd.store.split_counts()["overfit"] > 0

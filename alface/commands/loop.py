@@ -29,11 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alface.loop import Loop
+    from alface.loop import Loop, LoopError
     from alface.oracle import Oracle
     from alface.progress import progress_bar
 
     with open_workdir(args) as wd:
+        t = wd.cfg.train.trainer
+        if str(t.devices) not in ("1", "auto") or t.num_nodes != 1:
+            raise LoopError(
+                "alface loop runs on one device (train.trainer.devices=1, num_nodes=1); under "
+                "DDP run `alface train` and `alface select` yourself (docs/SCALING.md)"
+            )
         oracle = Oracle.from_csv(args.oracle, wd.cfg.labels.classes) if args.oracle else None
         with progress_bar("loop") as advance:
             loop = Loop(wd, oracle, advance, on_step=_show(advance))
