@@ -1,4 +1,5 @@
 # alface on a GPU machine. Install steps are the README's (`make install`), with the gpu extra.
+# Run: docker run --gpus all --ipc=host -v "$PWD/work:/work" alface train /work (docs/SCALING.md).
 # torch 2.14.1 from PyPI is a CUDA 13 build (its own CUDA libraries; NVIDIA driver >= 580);
 # faiss-gpu-cu12 brings its CUDA 12 runtime as pip packages, so the base image needs no toolkit.
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04

@@ -1,11 +1,15 @@
 """The one place that decides where torch and FAISS run (CUDA or CPU), and says so in the log.
 
-Nothing else in alface calls ``torch.cuda`` or ``faiss.get_num_gpus`` directly.
+Nothing else in alface calls ``torch.cuda`` or ``faiss.get_num_gpus`` directly. It also knows
+which process of a distributed (DDP) run this is: every rank runs the same command, only global
+rank 0 writes the store and the work dir (:func:`is_global_zero`, :func:`start_ranks`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +23,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Set by the launchers: torchrun (RANK), Lightning's own (NODE_RANK, LOCAL_RANK), SLURM's srun.
+_RANK_VARS = ("RANK", "GROUP_RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID")
+_SPAWNING = ("spawn", "fork", "notebook")  # strategies whose workers run only the Trainer call
+
+
 class DeviceError(AlfaceError):
     """A device was asked for that this machine does not have."""
+
+
+class RankDone(SystemExit):
+    """Ends a helper rank (global rank > 0) when its share of a distributed run is done.
+
+    A SystemExit with status 0: the helper's command (or script) ends quietly where it is, and
+    rank 0 goes on alone (records, selects). Nothing in alface catches it.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(0)
+        self.what = what
 
 
 def cuda_count() -> int:
@@ -92,6 +113,46 @@ def faiss_gpus(setting: str = "auto") -> int:
         raise DeviceError(f"device.faiss={setting!r}: use auto, cpu or gpu")
     _say("faiss", f"{n} GPU(s)" if n else "cpu")
     return n
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0 (True outside distributed runs).
+
+    Inside a process group torch knows; before one starts, the launchers' variables tell.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return all(int(os.environ.get(k) or 0) == 0 for k in _RANK_VARS)
+
+
+def start_ranks(tk: dict[str, Any]) -> Callable[[], None]:
+    """Start the processes of the Trainer settings ``tk`` now; returns a barrier over them.
+
+    Lightning Fabric launches them as the Trainer would (re-running this command, or joining
+    the processes torchrun or SLURM started) and opens the process group the Trainer reuses,
+    so rank 0 can write the store before the others read it. One process, or a spawning
+    strategy (its workers run only the Trainer call): nothing starts, the barrier is a no-op.
+    """
+    strategy = str(tk.get("strategy", "auto"))
+    if any(s in strategy for s in _SPAWNING):
+        return _no_barrier
+    import lightning as L
+
+    fabric = L.Fabric(
+        accelerator=tk["accelerator"], devices=tk["devices"], num_nodes=tk["num_nodes"],
+        strategy=strategy,
+    )  # fmt: skip
+    if fabric.world_size == 1:
+        return _no_barrier
+    fabric.launch()
+    log.info("distributed run: rank %d of %d", fabric.global_rank, fabric.world_size)
+    return fabric.barrier
+
+
+def _no_barrier() -> None:
+    """The barrier of a single-process run."""
 
 
 @cache

@@ -93,9 +93,10 @@ def _create(name: str, image_size: int, kwargs: dict[str, Any]) -> nn.Module:
 
 
 def _check_loaded(model: nn.Module, path: Path, name: str) -> None:
-    """Raise ModelError unless some backbone tensor of ``model`` equals the one in ``path``.
+    """Raise ModelError unless some non-constant backbone tensor of ``model`` equals the file's.
 
-    timm only warns when a file's keys do not fit the model, and leaves random weights.
+    timm only warns when a file's keys do not fit the model, and leaves random weights; a
+    constant tensor (BatchNorm's ones and zeros) equals a fresh model's, so it proves nothing.
     """
     saved = timm.models.load_state_dict(str(path))
     head = {f"{n}.{p}" for n, m in model.named_modules() if m is model.get_classifier()
@@ -103,7 +104,7 @@ def _check_loaded(model: nn.Module, path: Path, name: str) -> None:
     own = {k: v for k, v in model.state_dict().items() if k not in head and v.is_floating_point()}
     loaded = [k for k, v in own.items() if k in saved and saved[k].shape == v.shape
               and torch.equal(saved[k].to(v.dtype), v)]  # fmt: skip
-    if not loaded:
+    if not any(own[k].numel() > 1 and bool((own[k] != own[k].flatten()[0]).any()) for k in loaded):
         sample = ", ".join(list(saved)[:3]) or "none"
         raise ModelError(
             f"backbone.weights {path}: no tensor fits timm model {name} (file keys: {sample}, ...); "
@@ -142,6 +143,11 @@ class FaceClassifier(L.LightningModule):
         if self.frozen:
             self.model.requires_grad_(False)
             self.head.requires_grad_(True)
+        # A frozen backbone's features can have any scale (a random init gives std ~0.02):
+        # standardising them makes the head train in a few epochs at any learning rate.
+        self.feature_norm = (
+            nn.BatchNorm1d(self.embedding_dim, affine=False) if self.frozen else nn.Identity()
+        )
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("loss_weights", weights, persistent=False)
         self.metrics = nn.ModuleDict({n: eval_metrics(num_classes) for n in EVAL_NAMES})
@@ -171,12 +177,19 @@ class FaceClassifier(L.LightningModule):
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, K) of normalised images (B, 3, S, S)."""
-        return self.model(x)
+        return self.embed_logits(x)[1] if self.frozen else self.model(x)
+
+    def classify(self, emb: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) of penultimate embeddings (B, D)."""
+        if self.frozen and self.training and len(emb) < 2:  # batch statistics need two rows
+            return self.head(F.batch_norm(emb, self.feature_norm.running_mean,
+                                          self.feature_norm.running_var, training=False))  # fmt: skip
+        return self.head(self.feature_norm(emb))
 
     def embed_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Penultimate embeddings (B, D) and logits (B, K) in one pass."""
         emb = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        return emb, self.head(emb)
+        return emb, self.classify(emb)
 
     def images(self, batch: Batch) -> torch.Tensor:
         """The batch's images, normalised (and augmented while training) when still uint8."""
@@ -187,7 +200,7 @@ class FaceClassifier(L.LightningModule):
     def logits(self, batch: Batch) -> torch.Tensor:
         """Logits (B, K) of an image batch, or of a feature batch (``emb`` (B, D))."""
         if "emb" in batch:
-            return self.head(batch["emb"])
+            return self.classify(batch["emb"])
         return self(self.images(batch))
 
     # -- steps -----------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 A scoring folder (WORKDIR/scores/NAME/) holds ``ids.npy`` (N,) int64 ascending, ``probs.npy``
 (N, K) float32 and ``emb.npy`` (N, D) float32; row i of each belongs to item ``ids[i]``.
 :class:`ScoreWriter` writes every predicted batch at the rows of its ids, so memory holds one
-batch at a time, and under DDP each rank writes its own rows into the same files (a row that
-two ranks score gets the same values). The folder is built as NAME.partial and renamed when
+batch at a time. Under DDP each rank scores its shard (Lightning's unpadded predict sampler)
+and appends its rows to its own part files; global rank 0 then copies them to the rows of their
+ids, so the files are the same bytes as a one-process run's, whatever the shards, and no two
+processes write one file (safe on NFS). The folder is built as NAME.partial and renamed when
 every row is written: a killed run leaves no half-written scores under the final name.
 """
 
@@ -23,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
+from alface.device import RankDone, is_global_zero
 from alface.errors import AlfaceError
 from alface.model import FaceClassifier
 from alface.progress import ProgressFn
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SCORES_DIR = "scores"
 FILES = ("ids.npy", "probs.npy", "emb.npy")
+PARTS = {"item_id": np.int64, "probs": np.float32, "emb": np.float32}  # a DDP rank's raw part files
 
 
 class ScoringError(AlfaceError):
@@ -95,13 +99,18 @@ class ScoreWriter(BasePredictionWriter):
         if len(self.ids) > 1 and not (np.diff(self.ids) > 0).all():
             raise ScoringError("item ids to score must be unique and ascending")
         self.num_classes, self.dim, self.progress = num_classes, dim, progress
-        self.written = np.zeros(len(self.ids), dtype=bool)  # rows this rank wrote
+        self.written = np.zeros(len(self.ids), dtype=bool)  # rows written (all ranks', at the end)
         self._arrays: dict[str, np.ndarray] = {}
+        self._parts: dict[str, Any] = {}  # under DDP: this rank's open part files
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.is_global_zero:
             create_score_files(self.folder, self.ids, self.num_classes, self.dim)
         trainer.strategy.barrier("score-files")
+        if trainer.world_size > 1:
+            rank = trainer.global_rank
+            self._parts = {k: open(_part(self.folder, rank, k), "wb") for k in PARTS}  # noqa: SIM115
+            return
         self._arrays = {
             k: np.load(self.folder / f"{k}.npy", mmap_mode="r+") for k in ("probs", "emb")
         }
@@ -122,15 +131,57 @@ class ScoreWriter(BasePredictionWriter):
             raise ScoringError("the loader yielded items that are not in the ids to score")
         for key, arr in self._arrays.items():
             arr[rows] = prediction[key].cpu().numpy()
+        for key, f in self._parts.items():
+            f.write(np.ascontiguousarray(prediction[key].cpu().numpy(), PARTS[key]).tobytes())
         self.written[rows] = True
         _forget_batch_indices(trainer, batch_idx, dataloader_idx)
         if self.progress:
             self.progress(len(item_ids))
 
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Check that some rank wrote every row; under DDP rank 0 then merges the part files."""
+        self._close()
+        if trainer.world_size > 1:
+            mask = torch.from_numpy(self.written).to(trainer.strategy.root_device, torch.uint8)
+            self.written = trainer.strategy.reduce(mask, reduce_op="max").cpu().numpy() > 0
+        if not self.written.all():
+            missing = int((~self.written).sum())
+            raise ScoringError(f"{missing} of {len(self.ids)} items were not scored")
+        if trainer.world_size > 1 and trainer.is_global_zero:
+            merge_parts(self.folder, self.ids, trainer.world_size)
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._close()
+
+    def _close(self) -> None:
         for arr in self._arrays.values():
             arr.flush()
-        self._arrays = {}
+        for f in self._parts.values():
+            f.close()
+        self._arrays, self._parts = {}, {}
+
+
+def _part(folder: Path, rank: int, key: str) -> Path:
+    """The part file of ``rank`` for ``key`` (item_id, probs, emb) in a scoring folder."""
+    return folder / f"part{rank}.{key}"
+
+
+def merge_parts(folder: Path, ids: np.ndarray, world_size: int, chunk: int = 65536) -> None:
+    """Copy the rows of every rank's part files into the score files of ``folder`` at the rows
+    of their ids (N,), ``chunk`` rows at a time; then delete the part files."""
+    out = {k: np.load(folder / f"{k}.npy", mmap_mode="r+") for k in ("probs", "emb")}
+    for rank in range(world_size):
+        rows = np.searchsorted(ids, np.fromfile(_part(folder, rank, "item_id"), np.int64))
+        for key, arr in out.items():
+            if len(rows):
+                shape = (len(rows), arr.shape[1])
+                src = np.memmap(_part(folder, rank, key), np.float32, "r", shape=shape)
+                for a in range(0, len(rows), chunk):
+                    arr[rows[a : a + chunk]] = src[a : a + chunk]
+        for key in PARTS:
+            _part(folder, rank, key).unlink()
+    for arr in out.values():
+        arr.flush()
 
 
 def _forget_batch_indices(trainer: L.Trainer, batch_idx: int, dataloader_idx: int) -> None:
@@ -169,16 +220,15 @@ def write_scores(
     """Score every item of ``loader`` (exactly the items ``ids``) into ``folder``; returns it."""
     folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    if is_global_zero():  # under DDP the other ranks run this too
+        shutil.rmtree(partial, ignore_errors=True)
     writer = ScoreWriter(partial, ids, len(model.classes), model.embedding_dim, progress)
     trainer = inference_trainer(trainer_kwargs, [writer])
     try:
         trainer.predict(model, dataloaders=loader, return_predictions=False)
-        if trainer.world_size == 1 and not writer.written.all():
-            missing = int((~writer.written).sum())
-            raise ScoringError(f"{missing} of {len(ids)} items were not scored")
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if trainer.is_global_zero:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     if trainer.is_global_zero:
         _replace_dir(partial, folder)
@@ -239,6 +289,8 @@ def score_pool(
         progress(0, total=len(todo))
     folder = wd.path(SCORES_DIR, mkdir=True) / (name or f"model{row['id']}")
     write_scores(model, dm.predict_dataloader(), todo, folder, trainer_kwargs(cfg), progress)
+    if not is_global_zero():
+        raise RankDone("pool scored")  # rank 0 records the scoring and goes on alone
     rel = str(folder.relative_to(wd.root))
     with wd.store.transaction("score"):
         scoring_id = wd.store.add_scoring(int(row["id"]), rel, len(todo))

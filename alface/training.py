@@ -8,6 +8,9 @@ The run folder WORKDIR/models/N/ (model.ckpt, config.yaml, metrics.json, metrics
 built as N.partial and renamed when complete, and only then recorded in the store: a run
 killed at any point leaves the previous model the latest one, and its checkpoint untouched.
 
+Under DDP (``train.trainer.devices``/``num_nodes``, see docs/SCALING.md) every rank runs
+:func:`train`; global rank 0 alone promotes labels, writes the run folder and records the model.
+
 ``train.mode=linear_probe`` on one device takes the fast path of :mod:`alface.probe`: the frozen
 backbone embeds every labeled face once and the head trains on those features.
 """
@@ -36,7 +39,7 @@ from torch.utils.data import DataLoader
 from alface import probe
 from alface.config import Config, dump_config, from_dict
 from alface.data import ActiveDataModule
-from alface.device import trainer_kwargs
+from alface.device import RankDone, is_global_zero, start_ranks, trainer_kwargs
 from alface.errors import AlfaceError
 from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
@@ -84,15 +87,18 @@ def train(
     """Retrain on the labeled set of ``wd``, evaluate on val/overfit/itval, record the model."""
     cfg, store = wd.cfg, wd.store
     check_monitor(cfg.train.monitor)
-    with store.transaction("train"):
-        promote_labeled(store, cfg, _round_of(store, iteration_id), iteration_id)
+    tk = trainer_kwargs(cfg)
+    barrier = start_ranks(tk)  # under DDP every rank runs train(); only rank 0 writes
+    if is_global_zero():
+        with store.transaction("train"):
+            promote_labeled(store, cfg, _round_of(store, iteration_id), iteration_id)
+    barrier()
     if not store.labels(store.item_ids("train")):
         raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
     dm = ActiveDataModule(wd.root, cfg)
     dm.prepare_data()
     dm.setup("fit")
     n_labeled = len(dm.labeled("train")) + len(dm.labeled("val"))
-    tk = trainer_kwargs(cfg)
     run_dir = _start_run_dir(wd)
     with seeded(cfg.seed):
         weights = dm.class_weights() if cfg.train.class_balance == "weights" else None
@@ -104,6 +110,9 @@ def train(
         )
         best, epochs = fit(model, train_loader, val_loader, cfg, run_dir, tk, progress)
         metrics = evaluate(model, evals, tk)
+    barrier()  # every rank has loaded the best checkpoint before rank 0 moves it
+    if not is_global_zero():
+        raise RankDone("model trained")
     path = _finish_run_dir(run_dir, best, cfg, metrics)
     rel = str(path.relative_to(wd.root))
     with store.transaction("train"):
@@ -268,12 +277,14 @@ def _round_of(store: Store, iteration_id: int | None) -> int | None:
 
 
 def _start_run_dir(wd: Workdir) -> Path:
-    """An empty WORKDIR/models/N.partial, N one more than the newest model's id."""
+    """An empty WORKDIR/models/N.partial, N one more than the newest model's id (made by global
+    rank 0; the other DDP ranks only get its path)."""
     row = wd.store.latest_model()
     n = (int(row["id"]) if row is not None else 0) + 1
     run_dir = wd.path(MODELS_DIR, mkdir=True) / f"{n}.partial"
-    shutil.rmtree(run_dir, ignore_errors=True)  # left by a killed run
-    run_dir.mkdir()
+    if is_global_zero():
+        shutil.rmtree(run_dir, ignore_errors=True)  # left by a killed run
+        run_dir.mkdir()
     return run_dir
 
 

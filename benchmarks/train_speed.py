@@ -5,7 +5,10 @@ train loader over the uint8 cache), same BatchTransform (augmentation + normalis
 weighted cross-entropy, same AdamW with the same two parameter groups. alface's side is
 :func:`alface.training.fit` (Lightning Trainer, early-stopping-free, checkpoint callback,
 CSV logger), timed from the start to the end of its training epoch by a callback; the plain
-side is a for-loop. A warm-up pass comes first; then the two alternate ``--repeats`` times.
+side is a for-loop. A warm-up pass comes first; then the two alternate ``--repeats`` times,
+swapping which goes first. The machine may be shared, so besides images/s (wall) each side
+also records images per CPU-second of the process (steady under other processes' load with
+``--threads 1``) and the images/s of the median interval between consecutive batch ends.
 
     .venv/bin/python benchmarks/train_speed.py                       # ../shared UTKFace crops
     .venv/bin/python benchmarks/train_speed.py --backbone test_resnet --size 32 --n 128
@@ -14,9 +17,11 @@ side is a for-loop. A warm-up pass comes first; then the two alternate ``--repea
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -55,35 +60,56 @@ def make_workdir(root: Path, n: int, cfg: Config) -> Workdir:
     return wd
 
 
-class EpochTimer(L.Callback):
-    """Wall time and images of the training epoch."""
+class Clock:
+    """Wall and process-CPU time at the start and at the end of every batch of one pass."""
+
+    def __init__(self) -> None:
+        self.images, self.wall, self.cpu = 0, [time.perf_counter()], [time.process_time()]
+
+    def tick(self, images: int) -> None:
+        self.images += images
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def figures(self, batch_size: int, full_batches: int | None = None) -> dict[str, float]:
+        """images/s (wall), images per CPU-second, and images/s of the median batch interval
+        over the first ``full_batches`` batches (default: all)."""
+        ends = self.wall[: None if full_batches is None else full_batches + 1]
+        median = statistics.median(b - a for a, b in zip(ends, ends[1:], strict=False))
+        return {
+            "img_s": self.images / (self.wall[-1] - self.wall[0]),
+            "img_per_cpu_s": self.images / (self.cpu[-1] - self.cpu[0]),
+            "median_batch_img_s": batch_size / median,
+        }
+
+
+class EpochClock(L.Callback):
+    """A Clock over the training epoch: from its start to the end of its last batch."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.images, self.start = 0, time.perf_counter()
+        self.clock = Clock()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.images += len(batch["label"])
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = time.perf_counter() - self.start
+        self.clock.tick(len(batch["label"]))
 
 
-def alface_epoch(model: FaceClassifier, loader, cfg: Config, run_dir: Path) -> tuple[float, float]:
-    """(images/s of the epoch, wall seconds of the whole fit call) through alface."""
-    timer, start = EpochTimer(), time.perf_counter()
+def alface_epoch(model: FaceClassifier, loader, cfg: Config, run_dir: Path) -> dict[str, float]:
+    """Figures of one epoch through :func:`alface.training.fit`, and the fit call's seconds."""
+    timer, start = EpochClock(), time.perf_counter()
     fit(model, loader, None, cfg, run_dir, trainer_kwargs(cfg), callbacks=[timer])
-    return timer.images / timer.seconds, time.perf_counter() - start
+    fit_s = time.perf_counter() - start
+    return timer.clock.figures(cfg.data.batch_size) | {"fit_call_s": fit_s}
 
 
 def plain_epoch(
     model: FaceClassifier, loader, cfg: Config, max_batches: int | None = None
-) -> float:
-    """Images/s of one epoch of a plain loop over the same timm model, data and optimizer."""
+) -> dict[str, float]:
+    """Figures of one epoch of a plain loop over the same timm model, data and optimizer."""
     net, device = model.model, model.loss_weights.device
     transform = BatchTransform(cfg, train=True)
     opt = model.configure_optimizers()
     net.train()
-    images, start = 0, time.perf_counter()
+    clock = Clock()
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
@@ -93,8 +119,28 @@ def plain_epoch(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        images += len(x)
-    return images / (time.perf_counter() - start)
+        clock.tick(len(x))
+    return clock.figures(cfg.data.batch_size)
+
+
+def compare(plain: dict[str, float], ours: dict[str, float]) -> dict[str, float]:
+    """Both sides' figures, rounded, and alface's overhead in per cent for each."""
+    out: dict[str, float] = {}
+    for key in ("img_s", "img_per_cpu_s", "median_batch_img_s"):
+        out[f"plain_{key}"], out[f"alface_{key}"] = round(plain[key], 1), round(ours[key], 1)
+        out[f"overhead_pct_{key}"] = round(100 * (plain[key] / ours[key] - 1), 1)
+    return out
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Best plain vs best alface, for wall and CPU throughput."""
+    out: dict[str, float] = {}
+    for key in ("img_s", "img_per_cpu_s"):
+        best_plain = max(r[f"plain_{key}"] for r in runs)
+        best_ours = max(r[f"alface_{key}"] for r in runs)
+        out[f"best_plain_{key}"], out[f"best_alface_{key}"] = best_plain, best_ours
+        out[f"overhead_pct_best_vs_best_{key}"] = round(100 * (best_plain / best_ours - 1), 1)
+    return out
 
 
 def main() -> None:
@@ -103,7 +149,7 @@ def main() -> None:
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -123,26 +169,26 @@ def main() -> None:
         plain_epoch(
             build_model(cfg, dm.num_classes, weights), loader, cfg, max_batches=3
         )  # warm-up
-        runs = []
+        base, runs = build_model(cfg, dm.num_classes, weights), []
         for r in range(args.repeats):
-            plain = plain_epoch(build_model(cfg, dm.num_classes, weights), loader, cfg)
-            model = build_model(cfg, dm.num_classes, weights)
-            ours, fit_s = alface_epoch(model, loader, cfg, Path(tmp) / f"run{r}")
-            runs.append({"plain_img_s": round(plain, 1), "alface_img_s": round(ours, 1),
-                         "overhead_pct": round(100 * (plain / ours - 1), 1),
-                         "alface_fit_call_s": round(fit_s, 2)})  # fmt: skip
+            sides = ["plain", "alface"] if r % 2 == 0 else ["alface", "plain"]
+            out = {}
+            for side in sides:
+                model = copy.deepcopy(base)  # the same initial weights on both sides
+                if side == "plain":
+                    out["plain"] = plain_epoch(model, loader, cfg)
+                else:
+                    out["alface"] = alface_epoch(model, loader, cfg, Path(tmp) / f"run{r}")
+            runs.append({"first": sides[0], "load_avg_1min": round(os.getloadavg()[0], 2),
+                         **compare(out["plain"], out["alface"]),
+                         "alface_fit_call_s": round(out["alface"]["fit_call_s"], 2)})  # fmt: skip
         wd.close()
     result = {
         "backbone": args.backbone, "size": args.size, "batch_size": args.batch_size,
         "images": args.n, "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "load_avg_1min": round(os.getloadavg()[0], 2), "runs": runs,
-        "best_plain_img_s": max(r["plain_img_s"] for r in runs),
-        "best_alface_img_s": max(r["alface_img_s"] for r in runs),
+        "load_avg_1min": round(os.getloadavg()[0], 2), "runs": runs, **summary(runs),
     }  # fmt: skip
-    result["overhead_pct_best_vs_best"] = round(
-        100 * (result["best_plain_img_s"] / result["best_alface_img_s"] - 1), 1
-    )
     print(json.dumps(result, indent=1))
 
 
