@@ -25,8 +25,11 @@ def detector() -> FaceDetector:
 
 
 def write_video(path, frames: list[np.ndarray], fmt_options=None) -> None:
-    """An MPEG-4 file of ``frames``, every frame a keyframe, index first (faststart)."""
-    with av.open(str(path), "w", options=fmt_options or {"movflags": "faststart"}) as out:
+    """A video of ``frames`` (MPEG-4 codec, container from the suffix), every frame a keyframe;
+    an .mp4 has its index first (faststart) unless ``fmt_options`` says otherwise."""
+    if fmt_options is None:
+        fmt_options = {"movflags": "faststart"} if str(path).endswith(".mp4") else {}
+    with av.open(str(path), "w", options=fmt_options) as out:
         stream = out.add_stream("mpeg4", rate=10)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
@@ -183,6 +186,20 @@ def test_detector_batch_equals_single_and_handles_no_face(detector, astronaut):
         detector.detect(astronaut, min_face_size=40)
 
 
+def test_decode_and_detect_runs_mtcnn_in_the_worker(tmp_path, astronaut, detector):
+    from alface.faces.detect import decode_and_detect
+
+    Image.fromarray(astronaut).resize((1024, 1024)).save(tmp_path / "a.png")
+    d = decode_and_detect(str(tmp_path / "a.png"), 50, 512, min_face_size=40)
+    assert d.det is None and d.scale == 0.5 and d.image.shape == (1024, 1024, 3)
+    (face,) = d.faces  # in detection-copy pixels, as the main process's detector gives them
+    (same,) = detector.detect(images.detection_copy(Image.fromarray(d.image), 512)[0][None], 20)[0]
+    assert face == same and face.prob > 0.95
+    (tmp_path / "x.png").write_text("text")
+    bad = decode_and_detect(str(tmp_path / "x.png"), 50, 512, min_face_size=40)
+    assert bad.faces is None and bad.reason == images.NOT_IMAGE
+
+
 @pytest.mark.gpu
 def test_detector_on_cuda_matches_cpu(detector, astronaut):
     from alface.device import cuda_count, torch_device
@@ -224,6 +241,22 @@ def test_frame_sampler_every_n_and_truncated_tail(tmp_path, astronaut):
     whole = list(video.FrameSampler(tmp_path / "v.mp4", every_n=1))[: len(cut)]
     for (i, f), (j, g) in zip(cut, whole, strict=True):
         assert i == j and np.array_equal(f, g)  # the frames before the break, intact
+
+
+def test_frame_sampler_truncated_matroska_and_indexless_mp4(tmp_path, astronaut):
+    frames = moving_frames(astronaut)
+    write_video(tmp_path / "v.mkv", frames)  # no frame count in the header, only a duration
+    whole = video.FrameSampler(tmp_path / "v.mkv", every_n=1)
+    assert len(list(whole)) == len(frames) and whole.broken is None
+    data = (tmp_path / "v.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
+    cut = video.FrameSampler(tmp_path / "cut.mkv", every_n=1)
+    assert 0 < len(list(cut)) < len(frames) and "header gives" in cut.broken
+    write_video(tmp_path / "late.mp4", frames, fmt_options={})  # index at the end
+    data = (tmp_path / "late.mp4").read_bytes()
+    (tmp_path / "late_cut.mp4").write_bytes(data[: int(len(data) * 0.6)])  # index lost
+    with pytest.raises(video.VideoError, match="not a readable video"):
+        list(video.FrameSampler(tmp_path / "late_cut.mp4", every_n=1))
 
 
 def test_frame_sampler_refuses_non_videos(tmp_path):

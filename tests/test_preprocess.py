@@ -179,6 +179,22 @@ def test_video_frames_and_truncated_video(store, tmp_path, astronaut):
     assert src["kind"] == "video" and src["status"] == "done" and "broken" in src["error"]
 
 
+def test_truncated_videos_keep_frames_or_fail_cleanly(store, tmp_path, astronaut):
+    frames = moving_frames(astronaut)
+    write_video(tmp_path / "v.mkv", frames)
+    data = (tmp_path / "v.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
+    write_video(tmp_path / "late.mp4", frames, fmt_options={})  # index at the end: lost
+    data = (tmp_path / "late.mp4").read_bytes()
+    (tmp_path / "late.mp4").write_bytes(data[: int(len(data) * 0.6)])
+    cfg = PreprocessConfig(workers=0, every_n_frames=1, batch_size=4)
+    report = run(store, [tmp_path / "cut.mkv", tmp_path / "late.mp4"], cfg)
+    assert 0 < report.frames < len(frames) and report.faces == report.frames
+    assert [Path(p.path).name for p in report.broken] == ["cut.mkv"]
+    assert [(Path(p.path).name, p.reason) for p in report.failed] == [("late.mp4", "not a video")]
+    assert any("broken video" in line for line in report.summary())
+
+
 def test_split_inputs_tells_overrides_from_paths(tmp_path):
     (tmp_path / "a=b.jpg").write_bytes(b"x")
     items = ["x.jpg", "preprocess.margin=0.3", str(tmp_path / "a=b.jpg"), "seed=1"]
@@ -218,7 +234,7 @@ def test_command_photos_mixed_with_bad_files(tmp_path, photos_dir, astronaut, ca
     out = capsys.readouterr()
     assert len(out.err.strip().splitlines()) == 2
     assert "corrupt.jpg: corrupt image" in out.err and "readme.txt: not an image" in out.err
-    assert "6 face(s) added" in out.out
+    assert "6 face(s) added" in out.out and "2 failed" in out.out
     with Store.open(wd) as s:
         items = s.items()
         assert len(items) == 6 and all(r["prob"] > 0.95 for r in items)

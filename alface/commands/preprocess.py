@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
 from alface.commands.common import add_workdir, open_workdir
+from alface.config import DatasetConfig
+from alface.faces.report import Problem
 
 HELP = "detect faces in images, folders and videos and add the crops to the unlabeled pool"
 
@@ -24,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--every-n-frames", type=int, metavar="N",
         help="videos: look for faces in every Nth frame (default: preprocess.every_n_frames)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cropped", action="store_true",
+        help="the images are face crops already (e.g. UTKFace chips): no detection, each readable "
+        "image joins the pool as it is, by its absolute path. Also on when every INPUT lies in "
+        "dataset.root and dataset.cropped is true",
     )  # fmt: skip
     parser.epilog = (
         "Each file that cannot be used is reported on one line; the run goes on. Exit code 0: "
@@ -42,9 +51,18 @@ def split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
     return inputs, overrides
 
 
+def dataset_cropped(dataset: DatasetConfig, inputs: list[str]) -> bool:
+    """Whether config says the inputs are crops: dataset.cropped, and each input in dataset.root."""
+    if not (dataset.cropped and dataset.root):
+        return False
+    root = Path(os.path.normpath(Path(dataset.root).expanduser().absolute()))
+    return all(Path(os.path.normpath(Path(p).absolute())).is_relative_to(root) for p in inputs)
+
+
 def run(args: argparse.Namespace) -> int:
     from alface.device import torch_device
     from alface.faces.pipeline import PreprocessError, check_config, collect_inputs, preprocess
+    from alface.faces.register import register_crops
     from alface.progress import progress_bar
 
     inputs, args.overrides = split_inputs(args.inputs)
@@ -55,12 +73,20 @@ def run(args: argparse.Namespace) -> int:
             raise PreprocessError("no INPUT given: name image files, folders or videos")
         files = collect_inputs(inputs, exclude=wd.root)
         check_config(wd.cfg.preprocess)
-        device = torch_device(wd.cfg.device.torch)
+        cropped = args.cropped or dataset_cropped(wd.cfg.dataset, inputs)
+        if cropped and not args.cropped:
+            print("dataset.cropped: the inputs lie in dataset.root; registering them as crops")
         with progress_bar("preprocess", total=len(files)) as advance:
-            report = preprocess(
-                wd.store, files, wd.cfg.preprocess, device, advance,
-                on_problem=lambda problem: print(problem.line(), file=sys.stderr, flush=True),
-            )  # fmt: skip
+            if cropped:
+                cfg = wd.cfg.preprocess
+                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels)
+            else:
+                device = torch_device(wd.cfg.device.torch)
+                report = preprocess(wd.store, files, wd.cfg.preprocess, device, advance, _say)
     for line in report.summary():
         print(line)
     return 0 if report.ok else 1
+
+
+def _say(problem: Problem) -> None:
+    print(problem.line(), file=sys.stderr, flush=True)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from alface.errors import AlfaceError
+from alface.faces.images import Decoded, decode
 
 log = logging.getLogger(__name__)
 
 # MTCNN's P-Net sees 12 px windows: it cannot look for smaller faces.
 MTCNN_MIN_FACE = 12.0
+# The pipeline looks for faces of at least this many detection-copy pixels: below ~20 px MTCNN's
+# image pyramid and candidate boxes make a 1024 px copy cost seconds, for faces too small to use.
+DETECT_MIN_FACE = 20.0
 
 
 class DetectError(AlfaceError, ValueError):
@@ -71,8 +75,11 @@ class FaceDetector:
         self.mtcnn.min_face_size = min_face_size
         if not batch.flags.writeable or not batch.flags.c_contiguous:
             batch = np.array(batch)  # torch wants writable, contiguous memory
-        images = torch.from_numpy(batch)
-        boxes, probs, points = self.mtcnn.detect(images, landmarks=True)
+        # MTCNN permutes its (N, H, W, 3) input to (N, 3, H, W) itself: given a float view of
+        # (N, 3, H, W) memory it gets a contiguous tensor, and its area-resampled image pyramid
+        # and candidate crops run ~1.3x faster on CPU (same numbers, bit for bit).
+        planar = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().contiguous()
+        boxes, probs, points = self.mtcnn.detect(planar.permute(0, 2, 3, 1), landmarks=True)
         return [_faces(b, p, m) for b, p, m in zip(boxes, probs, points, strict=True)]
 
 
@@ -104,3 +111,40 @@ def keep_faces(
         else:
             kept.append(f)
     return kept, small, improbable
+
+
+def detect_min_size(min_face_size: float, scale: float) -> float:
+    """The smallest face (detection-copy px) to look for, given the smallest wanted in source px
+    and the copy's scale."""
+    return max(min_face_size * scale, DETECT_MIN_FACE)
+
+
+# -- detection inside the decoding worker processes (CPU) -----------------------------------------
+_worker_detector: FaceDetector | None = None
+
+
+def start_detect_worker() -> None:
+    """Worker-process initializer: one torch thread (the workers share the cores) and a CPU MTCNN."""
+    global _worker_detector
+    torch.set_num_threads(1)
+    _worker_detector = FaceDetector("cpu")
+
+
+def decode_and_detect(
+    path: str, max_megapixels: float, max_side: int, min_face_size: float
+) -> Decoded:
+    """:func:`~alface.faces.images.decode`, then MTCNN on the detection copy: ``faces`` holds
+    the faces (detection-copy px) or the detector's error text; the copy itself is dropped."""
+    global _worker_detector
+    d = decode(path, max_megapixels, max_side)
+    if d.error or d.det is None:
+        return d
+    if _worker_detector is None:
+        _worker_detector = FaceDetector("cpu")
+    try:
+        faces: list[Face] | str = _worker_detector.detect(
+            d.det[None], detect_min_size(min_face_size, d.scale)
+        )[0]
+    except RuntimeError as e:  # MTCNN fails on some degenerate inputs
+        faces = f"{type(e).__name__}: {e}"
+    return replace(d, det=None, faces=faces)

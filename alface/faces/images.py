@@ -1,7 +1,8 @@
 """Robust image loading: any file Pillow reads becomes an upright 8-bit RGB image, or one reason.
 
 This module imports only Pillow and numpy: it is what the decoding worker processes run, and
-they start in a fraction of a second because they never import torch.
+they start in a fraction of a second when they only decode (on CPU they also detect; see
+alface.faces.pipeline).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -137,6 +139,7 @@ class Decoded:
     scale: float = 1.0
     reason: str | None = None
     error: str | None = None
+    faces: Any = None  # set when a worker also ran detection: its faces (det pixels) or error text
 
 
 def decode(path: str, max_megapixels: float, max_side: int) -> Decoded:
@@ -153,10 +156,15 @@ def decode(path: str, max_megapixels: float, max_side: int) -> Decoded:
 
 @contextmanager
 def decoding(
-    workers: int, max_megapixels: float, max_side: int
+    workers: int,
+    max_megapixels: float,
+    max_side: int,
+    task: Callable[[str, float, int], Decoded] = decode,
+    initializer: Callable[[], None] | None = None,
 ) -> Iterator[Callable[[str], Future]]:
-    """``submit(path) -> Future[Decoded]`` running :func:`decode` in ``workers`` processes
-    (in this one when 0)."""
+    """``submit(path) -> Future[Decoded]`` running ``task`` (default :func:`decode`; it must
+    pickle) in ``workers`` processes, each started with ``initializer``; :func:`decode` in this
+    process when ``workers`` is 0."""
     if workers <= 0:
 
         def inline(path: str) -> Future:
@@ -166,13 +174,13 @@ def decoding(
 
         yield inline
         return
-    # spawn: the workers import only Pillow and numpy, and inherit no torch thread pools.
+    # spawn: the workers inherit no torch thread pools (and import torch only to detect).
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer) as pool:
 
         def submit(path: str) -> Future:
             try:
-                future = pool.submit(decode, path, max_megapixels, max_side)
+                future = pool.submit(task, path, max_megapixels, max_side)
             except BrokenProcessPool:
                 future = Future()
                 future.set_exception(BrokenProcessPool("decoding workers are gone"))

@@ -55,8 +55,9 @@ class FrameSampler:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            last = None
             for frame in self._decode(container, stream):
-                index = self.n_decoded
+                index, last = self.n_decoded, frame.time
                 self.n_decoded += 1
                 if index % self.every_n == 0:
                     yield index, upright_frame(frame.to_ndarray(format="rgb24"), frame.rotation)
@@ -65,6 +66,8 @@ class FrameSampler:
                 self.broken = f"stream broken after {self.n_decoded} frame(s): {self.broken}"
             elif self.n_decoded < expected:
                 self.broken = f"stream ended after {self.n_decoded} of {expected} frames"
+            elif not expected and (short := _short_by(container, stream, last)):
+                self.broken = f"stream ended after {self.n_decoded} frame(s), {short}"
 
     def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
         """Decoded frames up to the end or the first damaged packet, then what the decoder holds."""
@@ -86,6 +89,20 @@ class FrameSampler:
             yield from ctx.decode(None)
         except _AV_ERRORS:
             return
+
+
+def _short_by(container: Any, stream: Any, last: float | None) -> str | None:
+    """How far the last frame (start time ``last``, seconds) ends before the duration the
+    header gives, when the file has no frame count (Matroska, WebM) and more than 1.5 frames
+    are missing; else None. Only for files with one stream: audio may outlast the video."""
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    if len(container.streams) != 1 or not container.duration or not rate or last is None:
+        return None
+    start = (container.start_time or 0) / av.time_base
+    end = container.duration / av.time_base
+    if last - start + 1.5 / rate >= end:
+        return None
+    return f"{last - start + 1 / rate:.2f} s of the {end:.2f} s the header gives"
 
 
 def _first_line(e: BaseException) -> str:

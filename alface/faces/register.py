@@ -1,0 +1,119 @@
+"""Pre-cropped data sets: image files that are face crops already join the pool as they are.
+
+No detection and no copy: each readable image becomes an item whose crop is the file itself,
+stored by its absolute path (``str(path.resolve())``, as the oracle matches it). Its identity
+is the same pixel hash the preprocess pipeline gives its crops, so the same picture twice is
+one item. Files are claimed by content hash like the pipeline's inputs (a file done before is
+skipped unread, a failed one is tried again) and written in one transaction per chunk: a
+killed run keeps whole chunks, and the next run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alface.faces.crops import pixel_hash
+from alface.faces.images import TOO_LARGE, UNREADABLE, ImageError, load_image
+from alface.faces.pipeline import file_hash
+from alface.faces.report import Problem, Report
+from alface.progress import ProgressFn
+from alface.store import ItemRecord, Store
+
+KIND = "crop"  # sources.kind of a registered file
+CHUNK = 256  # files per store transaction
+
+
+@dataclass
+class _Outcome:
+    """One claimed file: its content hash, earlier failed source row, and pixel hash or problem."""
+
+    path: Path
+    digest: str
+    known: sqlite3.Row | None
+    pixels: str | None = None
+    problem: Problem | None = None
+
+
+def register_crops(
+    store: Store,
+    files: Sequence[Path],
+    progress: ProgressFn | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+    max_megapixels: float = 50.0,
+) -> Report:
+    """Add each readable image in ``files`` to a new pool as an item whose crop is the file
+    itself (faces already cropped, e.g. UTKFace chips); returns what happened, file by file."""
+    progress = progress or (lambda n=1, **fields: None)
+    report = Report(pool=store.next_pool())
+    seen: set[str] = set()
+    for start in range(0, len(files), CHUNK):
+        chunk = [Path(f).resolve() for f in files[start : start + CHUNK]]
+        before = len(report.failed)
+        claimed = (_claim(store, path, seen, report) for path in chunk)
+        _commit(store, [_read(o, max_megapixels) for o in claimed if o is not None], report)
+        for problem in report.failed[before:]:
+            if on_problem is not None:
+                on_problem(problem)
+        progress(len(chunk), status=report.status())
+    return report
+
+
+def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome | None:
+    """The file to register, or None (counted) when it was done before or is a duplicate."""
+    try:
+        digest = file_hash(path)
+    except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
+        report.failed.append(Problem(str(path), UNREADABLE, e.strerror or str(e)))
+        return None
+    known = store.source_by_hash(digest)
+    if digest in seen:
+        report.duplicates += 1
+    elif known is not None and known["status"] != "failed":
+        report.done_before += 1
+    else:
+        seen.add(digest)
+        return _Outcome(path, digest, known)
+    return None
+
+
+def _read(outcome: _Outcome, max_megapixels: float) -> _Outcome:
+    """``outcome`` with the pixel hash of its decoded (upright RGB) image, or its problem."""
+    try:
+        outcome.pixels = pixel_hash(np.asarray(load_image(outcome.path, max_megapixels)))
+    except ImageError as e:
+        outcome.problem = Problem(str(outcome.path), e.reason, str(e))
+    except MemoryError:
+        outcome.problem = Problem(str(outcome.path), TOO_LARGE, "out of memory")
+    return outcome
+
+
+def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
+    """Record a chunk's files (sources) and their items in one transaction, then count them."""
+    if not outcomes:
+        return
+    records = []
+    with store.transaction("preprocess"):
+        for o in outcomes:
+            status = "done" if o.problem is None else "failed"
+            error = None if o.problem is None else o.problem.detail
+            args = dict(
+                status=status, pool=report.pool, n_faces=int(o.problem is None), error=error
+            )
+            if o.known is not None:
+                sid = int(o.known["id"])
+                store.update_source(sid, str(o.path), **args)
+            else:
+                sid = store.add_source(str(o.path), o.digest, KIND, **args)
+            if o.problem is None:
+                records.append(ItemRecord(str(o.path), str(o.pixels), sid, str(o.path)))
+        new = store.add_items(records, report.pool)
+        store.log("register_crops", {"pool": report.pool, "files": len(outcomes), "new": len(new)})
+    report.images += len(records)
+    report.faces += len(new)
+    report.known_faces += len(records) - len(new)
+    report.failed.extend(o.problem for o in outcomes if o.problem is not None)
