@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 # Idle OpenMP threads otherwise spin and steal the CPU from the threads doing work: on a busy
@@ -18,6 +19,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from alface import __version__
 from alface.errors import AlfaceError
+
+# Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 COMMANDS = {
     "init": "alface.commands.init",

@@ -25,10 +25,11 @@ from alface.cache import CropCache, load_crop
 from alface.config import Config
 from alface.device import cuda_count
 from alface.errors import AlfaceError
-from alface.progress import ProgressFn
+from alface.progress import ProgressFn, quiet_lightning_logs
 from alface.store import Store
 
 log = logging.getLogger(__name__)
+quiet_lightning_logs()
 
 SPLIT_NAMES = ("train", "val", "overfit", "itval", "pool", "test")
 EVAL_SETS = ("val", "overfit", "itval")

@@ -44,3 +44,18 @@ def progress_bar(
             bar.update(task, advance=n, **fields)
 
         yield advance
+
+
+def quiet_lightning_logs() -> None:
+    """Lightning's INFO lines (GPU available, tips) off, and printed once, through our handler.
+
+    ``import lightning`` adds its own stderr handler to the "lightning" logger, which also
+    propagates to ours: every line came out twice. Debug logging (``alface -v``) keeps them.
+    """
+    import logging
+
+    lg = logging.getLogger("lightning")
+    lg.handlers = [h for h in lg.handlers if type(h) is not logging.StreamHandler]
+    if logging.getLogger("alface").getEffectiveLevel() > logging.DEBUG:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
