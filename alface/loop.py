@@ -426,7 +426,7 @@ class Loop:
             "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
             "metric": self.cfg.loop.metric, "history": history,
             "balance": {
-                "pool": self._pool_predicted(),
+                "pool (predicted)": self._pool_predicted(),  # unlabeled: the model's guess
                 "batch": dict(Counter(self.store.labels(batch_ids).values())),
                 "labeled": self.store.class_counts(("train", "val", "overfit", "itval")),
             },
