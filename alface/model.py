@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+import alface.backbones  # noqa: F401  (registers mtcnn_onet, face-trained, with timm)
 from alface.config import Config, from_dict, to_dict
 from alface.data import BatchTransform
 from alface.errors import AlfaceError
@@ -146,7 +147,11 @@ class FaceClassifier(L.LightningModule):
         # A frozen backbone's features can have any scale (a random init gives std ~0.02):
         # standardising them makes the head train in a few epochs at any learning rate.
         self.feature_norm = (
-            nn.BatchNorm1d(self.embedding_dim, affine=False) if self.frozen else nn.Identity()
+            # momentum None: running stats average every batch seen (the features do not
+            # drift); a tiny eps: random-init features can have a std of ~1e-5
+            nn.BatchNorm1d(self.embedding_dim, eps=1e-12, momentum=None, affine=False)
+            if self.frozen
+            else nn.Identity()
         )
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("loss_weights", weights, persistent=False)

@@ -132,6 +132,26 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
+def plot_learning_curve_panels(
+    curves: Mapping[str, Mapping[str, Curve]],
+    path: str | Path,
+    band: str = "std",
+    targets: Sequence[float] = (),
+    title: str | None = None,
+) -> Path:
+    """A PNG with one :func:`draw_learning_curves` panel per metric (``{metric: curves}``)."""
+    if not curves or not all(curves.values()):
+        raise ReportError("no learning curves to plot")
+    fig = _figure(6.5 * len(curves), 4.5)
+    for ax, (metric, by_strategy) in zip(fig.subplots(1, len(curves), squeeze=False)[0],
+                                         curves.items(), strict=True):  # fmt: skip
+        draw_learning_curves(ax, by_strategy, metric, band, targets)
+        ax.set_title(f"Test {metric}")
+    spread = "±1 std" if band == "std" else "min-max"
+    fig.suptitle(title or f"Test metrics vs labels (mean, {spread} over seeds)")
+    return _save(fig, path)
+
+
 # -- class balance and confusion -----------------------------------------------------------------
 def draw_class_balance(
     ax: Axes, counts: Mapping[str, Mapping[str, int]], classes: Sequence[str]

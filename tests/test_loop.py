@@ -19,11 +19,13 @@ from alface.workdir import Workdir
 
 CLASSES = Config().labels.classes
 SETTINGS = (
-    "backbone=test_resnet", "data.image_size=32", "train.mode=linear_probe",
+    # MTCNN O-Net's face-trained trunk (ships with facenet-pytorch) at its smallest input: fast,
+    # and features good enough that the checks react to the data rather than to noise
+    "backbone=mtcnn_onet", "data.image_size=48", "train.mode=linear_probe",
     "train.max_epochs=60", "train.patience=10", "train.head_lr=0.01", "data.batch_size=32",
-    "train.class_balance=none", "select.batch_size=20", "select.n_clusters=4",
-    "data.itval_size=30", "data.overfit_size=20", "loop.initial_size=40", "loop.max_iterations=4",
-    "loop.metric=acc", "loop.overfit_tolerance=0.1", "loop.improve_threshold=0.02",
+    "train.class_balance=none", "select.batch_size=40", "select.n_clusters=4",
+    "data.itval_size=60", "data.overfit_size=60", "loop.initial_size=150", "loop.max_iterations=4",
+    "loop.metric=acc", "loop.overfit_tolerance=0.05", "loop.improve_threshold=0.05",
     "loop.target_value=0.99", "annotate.pair_fraction=0.0",
 )  # fmt: skip
 
@@ -100,7 +102,7 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
     """Round 1: true labels; the itval gain falls under the threshold. Round 2: a new pool whose
     'annotator' calls every face Black: the model learns the new pool's labels (its itval
     accuracy climbs) and forgets the old faces, so the overfitting-set check fails."""
-    pool1, pool2 = _files(utk_dir, 0, 200), _files(utk_dir, 3, 100)
+    pool1, pool2 = _files(utk_dir, 0, 400), _files(utk_dir, 3, 200)
     root = _workdir(tmp_path / "wd", pool1)
     truth = _oracle_csv(tmp_path / "truth.csv", pool1)
     assert main(["loop", str(root), "--oracle", str(truth)]) == 0
@@ -128,14 +130,16 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
         assert {"overfit", "itval"} <= set(rep["metrics"])
         assert (root / "reports" / f"r{r}-i{it['idx'] + 1}" / "report.png").stat().st_size > 0
     last = json.loads(its[-1]["metrics"])["checks"]
-    assert last["overfit"] < last["overfit_baseline"] - 0.1
+    assert last["overfit"] < last["overfit_baseline"] - 0.05
     wd.close()
 
 
 def test_without_an_oracle_it_stops_for_people_and_resumes_after_an_import(utk_dir, tmp_path,
                                                                           capsys):  # fmt: skip
     files = _files(utk_dir, 1, 80)
-    root = _workdir(tmp_path / "wd", files, "loop.initial_size=30")
+    root = _workdir(
+        tmp_path / "wd", files, "loop.initial_size=30", "select.batch_size=20", "data.itval_size=20"
+    )
     assert main(["loop", str(root)]) == 0
     out = capsys.readouterr().out
     assert "30 faces wait for labels" in out and "import-labels" in out
@@ -157,7 +161,7 @@ def test_without_an_oracle_it_stops_for_people_and_resumes_after_an_import(utk_d
     capsys.readouterr()
     assert main(["loop", str(root)]) == 0  # trains the baseline, then asks for itval + batch
     out = capsys.readouterr().out
-    assert "batch 2 (itval): 25" in out and "batch 3 (select): 20" in out
+    assert "batch 2 (itval): 20" in out and "batch 3 (select): 20" in out
     wd = Workdir.open(root)
     assert Loop(wd).position()["step"] == "wait"
     assert wd.store.latest_model() is not None and wd.store.split_counts()["overfit"] > 0
@@ -229,7 +233,9 @@ def _run_child(root: Path, oracle_csv: Path, target: tuple | None) -> int | None
 @pytest.mark.slow
 def test_killed_at_every_step_it_resumes_to_the_same_store(utk_dir, tmp_path):
     files = _files(utk_dir, 2, 120)
-    extra = ("loop.max_iterations=2", "loop.improve_threshold=-1.0", "loop.overfit_tolerance=1.0")
+    extra = ("loop.max_iterations=2", "loop.improve_threshold=-1.0", "loop.overfit_tolerance=1.0",
+             "loop.initial_size=40", "data.overfit_size=12", "data.itval_size=20",
+             "select.batch_size=20")  # fmt: skip
     oracle = _oracle_csv(tmp_path / "truth.csv", files)
 
     ref = _workdir(tmp_path / "ref", files, *extra)

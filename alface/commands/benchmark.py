@@ -3,15 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
 
-from alface.errors import AlfaceError
+from alface.commands.common import add_overrides
 
-HELP = "active learning vs random: learning curves over several seeds (not built yet)"
+HELP = "active learning vs random: learning curves over several seeds (simulated oracle)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="experiment config with a dataset section"
+    )
+    parser.add_argument(
+        "--seeds", type=int, metavar="N", help="number of seeds (default: benchmark.seeds)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="output folder (default: runs/benchmark-<config name>)"
+    )
+    add_overrides(parser)
+    parser.epilog = (
+        "Every strategy in benchmark.strategies labels the same initial set per seed with the "
+        "known labels, retrains the head each step (linear probe on frozen features) and is "
+        "scored on a held-out test split. Writes benchmark.json (every point), "
+        "learning_curves.png and summary.md (labels to reach 95 %% / 100 %% of random's final "
+        "metric, ratio to random, AUC). Example: alface benchmark --config "
+        "configs/experiment/utkface.yaml --seeds 5 benchmark.budget=800 benchmark.step=50"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise AlfaceError("this command is not built yet (issue 9)")
+    from alface.benchmark import run_benchmark, write_benchmark
+    from alface.config import load_config
+    from alface.progress import progress_bar
+    from alface.report import summary_markdown
+
+    cfg = load_config(Path(args.config), args.overrides or ())
+    out = Path(args.out or f"runs/benchmark-{Path(args.config).stem}")
+    command = shlex.join(["alface", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else None
+    start = time.perf_counter()
+    # Lightning and the selection log a line for each of hundreds of fits and batches.
+    chatty = [logging.getLogger(n) for n in ("lightning.pytorch", "alface.select")]
+    levels = [lg.level for lg in chatty]
+    if not getattr(args, "verbose", False):
+        for lg in chatty:
+            lg.setLevel(logging.WARNING)
+    try:
+        with progress_bar("benchmark") as advance:
+            result = run_benchmark(cfg, seeds=args.seeds, progress=advance)
+    finally:
+        for lg, level in zip(chatty, levels, strict=True):
+            lg.setLevel(level)
+    files = write_benchmark(result, out, command)
+    info = result.info
+    print(
+        f"{info['dataset']['n']:,} images, {info['backbone']} {info['image_size']} px, "
+        f"{len(info['seeds'])} seed(s), labels {info['schedule'][0]}..{info['schedule'][-1]}, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    for metric, rows in result.summary.items():
+        print(f"\n{metric}\n" + summary_markdown(rows, info["targets"], metric))
+    for kind, path in files.items():
+        print(f"{kind:8s} {path}")
+    return 0
