@@ -187,3 +187,16 @@ def test_kmeans_on_faiss_gpu_finds_the_blobs():
     x, blob = blobs()
     assign, _, dist = kmeans(x, k=3, iters=20, seed=0, gpus=gpus)
     assert all(len(set(assign[blob == b])) == 1 for b in range(3)) and dist.shape == (300,)
+
+
+def test_pca_with_torch_gives_the_numpy_components():
+    """The torch path (what a GPU runs; here on the CPU) matches the numpy one."""
+    from alface.select.diversity import pca_reduce
+
+    x = np.random.default_rng(3).standard_normal((500, 16)).astype(np.float32)
+    x[:, :3] *= [5.0, 3.0, 2.0]  # well-separated leading components: a stable basis
+    rows = np.arange(0, 500, 2)
+    a = pca_reduce(x, 3, sample=200, seed=1, rows=rows)
+    b = pca_reduce(x, 3, sample=200, seed=1, rows=rows, chunk=64, device="cpu")
+    assert a.shape == b.shape == (250, 3)
+    np.testing.assert_allclose(a, b, atol=1e-4)

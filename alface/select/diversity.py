@@ -1,4 +1,4 @@
-"""Diversity: PCA of embeddings (numpy), k-means (FAISS, GPU or CPU), then per cluster the
+"""Diversity: PCA of embeddings (numpy, or torch on a GPU), k-means (FAISS, GPU or CPU), then per cluster the
 items nearest the centroid, the furthest, and some at random (40/40/20 by default).
 
 All functions are pure: the same inputs and seed give the same outputs.
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 import scipy.linalg
+import torch
 from threadpoolctl import threadpool_limits
 
 from alface.errors import AlfaceError
@@ -46,13 +47,15 @@ def pca_reduce(
     seed: int = 0,
     rows: np.ndarray | None = None,
     chunk: int = 8192,
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """``rows`` of ``x`` (N, D; all rows when None; a memmap is fine) projected on their first
     ``d`` principal components: (len(rows), min(d, D)) float32.
 
     The PCA is fitted on ``sample`` of those rows drawn with ``seed`` (0: all), then applied
     ``chunk`` rows at a time, so at most (sample + chunk) rows of ``x`` are copied. With
-    ``d`` >= D, or no more rows than ``d``, the rows come back unreduced (float32).
+    ``d`` >= D, or no more rows than ``d``, the rows come back unreduced (float32). With a
+    torch ``device`` (a GPU) the fit and the projection run there; None: numpy on the CPU.
     """
     if np.ndim(x) != 2:
         raise DiversityError(f"embeddings must be an (N, D) array, got shape {np.shape(x)}")
@@ -68,13 +71,36 @@ def pca_reduce(
     if d == dim or len(fit_rows) <= d:
         log.info("no PCA: %d rows of %d dims, %d asked", len(fit_rows), dim, d)
         return _float32_2d(x[rows], "embeddings", rows)
-    mean, basis = pca_fit(_float32_2d(x[fit_rows], "embeddings", fit_rows), d)
+    fit = _float32_2d(x[fit_rows], "embeddings", fit_rows)
+    if device is not None:
+        return _pca_torch(x, rows, fit, d, chunk, torch.device(device))
+    mean, basis = pca_fit(fit, d)
     shift = mean @ basis  # centring after the product: no centred copy of the rows
     out = np.empty((n, d), dtype=np.float32)
     for a in range(0, n, chunk):
         block = _float32_2d(x[rows[a : a + chunk]], "embeddings", rows[a : a + chunk])
         np.matmul(block, basis, out=out[a : a + chunk])
         out[a : a + chunk] -= shift
+    return out
+
+
+def _pca_torch(
+    x: np.ndarray, rows: np.ndarray, fit: np.ndarray, d: int, chunk: int, device: torch.device
+) -> np.ndarray:
+    """:func:`pca_reduce`'s fit (on ``fit``) and projection of ``x[rows]`` with torch on
+    ``device``; the same components as :func:`pca_fit` (eigh in float64, signs fixed)."""
+    t = torch.as_tensor(fit, device=device)
+    mean = t.mean(dim=0)
+    centred = (t - mean).double()
+    cov = centred.T @ centred / max(len(t) - 1, 1)
+    basis = torch.linalg.eigh(cov)[1][:, -d:].flip(1)
+    idx = basis.abs().argmax(dim=0)
+    basis = (basis * torch.sign(basis[idx, torch.arange(d, device=device)])).float()
+    shift = mean @ basis
+    out = np.empty((len(rows), d), dtype=np.float32)
+    for a in range(0, len(rows), chunk):
+        block = _float32_2d(x[rows[a : a + chunk]], "embeddings", rows[a : a + chunk])
+        out[a : a + chunk] = (torch.as_tensor(block, device=device) @ basis - shift).cpu().numpy()
     return out
 
 

@@ -227,7 +227,9 @@ def _cluster_pick(pool: Pool, rows: np.ndarray | None) -> tuple[np.ndarray, list
     """PCA + k-means + near/far/random over ``rows`` of the embeddings (None: all)."""
     cfg = pool.cfg
     pca_seed, km_seed, pick_seed = pool.seeds()
-    z = pca_reduce(pool.embeddings, cfg.pca_dims, cfg.pca_sample, int(pca_seed), rows)
+    gpu = pool.device is not None and torch.device(pool.device).type == "cuda"
+    z = pca_reduce(pool.embeddings, cfg.pca_dims, cfg.pca_sample, int(pca_seed), rows,
+                   device=pool.device if gpu else None)  # fmt: skip
     assign, _, dist = kmeans(
         z,
         cfg.n_clusters,
