@@ -18,10 +18,11 @@ scraps the unused pool and waits for a new one; meeting the target ends the loop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,21 +128,13 @@ class Loop:
         if pos["iteration"] is not None and step in _INNER:
             self.store.update_iteration(pos["iteration"], state=step)
 
-    def _commit(self, name: str) -> Any:
+    @contextlib.contextmanager
+    def _commit(self, name: str) -> Iterator[None]:
         """The transaction that ends a step; the hook runs inside it, before any change."""
-        tx = self.store.transaction(f"loop:{name}")
-        hook = self.on_step
-
-        class _Tx:
-            def __enter__(self_inner) -> None:
-                tx.__enter__()
-                if hook:
-                    hook(name, "commit")
-
-            def __exit__(self_inner, *exc: Any) -> Any:
-                return tx.__exit__(*exc)
-
-        return _Tx()
+        with self.store.transaction(f"loop:{name}"):
+            if self.on_step:
+                self.on_step(name, "commit")
+            yield
 
     def run(self) -> LoopResult:
         """Run steps until one needs people (labels, a new pool) or the loop is done."""
