@@ -62,10 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Log to stderr through rich; library modules only call logging."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    # stderr: stdout is for results (tables, paths), which people pipe
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=False, show_time=False, markup=False
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -39,7 +39,7 @@ DDP = ("train.trainer.devices=2", "train.trainer.strategy=ddp", "train.trainer.a
 def _alface(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **env_vars}
     env.pop("LOCAL_RANK", None)
-    cmd = [sys.executable, "-m", "alface", *args]
+    cmd = [sys.executable, "-m", "alface", "-v", *args]  # -v: Lightning's rank lines too
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

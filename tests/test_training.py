@@ -157,7 +157,9 @@ def test_early_stopping_watches_labeled_val(trained, tmp_path):
     root = _copy(trained, tmp_path)
     still = ("train.mode=linear_probe", "train.head_lr=0.0", "train.patience=1")
     with Workdir.open(root, (*still, "train.max_epochs=10")) as wd:
-        assert train(wd).epochs == 2  # val/macro_f1 never improves after epoch 1
+        # the head stands still (only the feature standardisation's running statistics move),
+        # so val/macro_f1 stops improving at once: far fewer than the 10 epochs allowed
+        assert train(wd).epochs <= 3
 
 
 @pytest.mark.slow
