@@ -104,7 +104,9 @@ def run_sklearn(emb, probs, args) -> dict[str, Any]:
     if args.worker == "sklearn-defaults":  # as most people write it: max_iter=300, tol=1e-4
         km = KMeans(args.k, random_state=0)
     else:
-        km = KMeans(args.k, init="k-means++", n_init=1, max_iter=args.iters, tol=0.0, random_state=0)
+        km = KMeans(
+            args.k, init="k-means++", n_init=1, max_iter=args.iters, tol=0.0, random_state=0
+        )
     labels = km.fit_predict(z)
     dist = np.linalg.norm(z - km.cluster_centers_[labels], axis=1)
     pos, _, clusters = pick_near_far_random(
