@@ -8,7 +8,6 @@ import argparse
 import importlib
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from alface import __version__
+from alface.commands.common import OVERRIDE
 from alface.errors import AlfaceError
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
@@ -37,7 +37,6 @@ COMMANDS = {
 }
 
 log = logging.getLogger("alface")
-_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (`select WD --out DIR k=v`), where argparse
     # has already closed the positional list
-    if extra and hasattr(args, "overrides") and all(_OVERRIDE.match(x) for x in extra):
+    if extra and hasattr(args, "overrides") and all(OVERRIDE.match(x) for x in extra):
         args.overrides = [*(args.overrides or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

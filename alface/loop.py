@@ -158,9 +158,8 @@ class Loop:
         return next(r for r in self.store.iterations(pos["round"]) if r["id"] == pos["iteration"])
 
     def _batch_dir(self, kind: str) -> Path:
-        it = self.position()
         name = f"r{self._round_idx()}-i{self._current()['idx'] + 1}-{kind}"
-        return self.wd.path(BATCHES_DIR, mkdir=True) / (name if it["round"] else kind)
+        return self.wd.path(BATCHES_DIR, mkdir=True) / name
 
     def _open_batches(self) -> list[Any]:
         return self.store.open_batches()
@@ -292,10 +291,14 @@ class Loop:
             self._goto("itval", scoring=scoring_id)
         return None
 
-    def _scores(self, ids: np.ndarray) -> Any:
-        row = self.store.conn.execute(
+    def _scoring(self) -> Any:
+        """The store row of this iteration's pool scoring."""
+        return self.store.conn.execute(
             "SELECT * FROM scorings WHERE id = ?", (self.position()["scoring"],)
         ).fetchone()
+
+    def _scores(self, ids: np.ndarray) -> Any:
+        row = self._scoring()
         return scores_for(np.asarray(ids, np.int64), self.wd.root / row["path"], row["model_id"])
 
     def _do_itval(self) -> LoopResult | None:
@@ -428,17 +431,11 @@ class Loop:
 
     def _pool_predicted(self) -> dict[str, int]:
         """Class counts of the scored pool as the previous model predicts them."""
-        s = self._scores(np.asarray(self._scored_ids(), np.int64))
-        classes = self.cfg.labels.classes
-        return dict(Counter(classes[int(k)] for k in np.argmax(s.probs, axis=1)))
-
-    def _scored_ids(self) -> np.ndarray:
         from alface.scoring import load_scores
 
-        row = self.store.conn.execute(
-            "SELECT path FROM scorings WHERE id = ?", (self.position()["scoring"],)
-        ).fetchone()
-        return np.asarray(load_scores(self.wd.root / row["path"])[0])
+        probs = load_scores(self.wd.root / self._scoring()["path"])[1]
+        classes = self.cfg.labels.classes
+        return dict(Counter(classes[int(k)] for k in np.argmax(probs, axis=1)))
 
 
 def _pool_lines(root: Path, why: str | None) -> list[str]:

@@ -121,15 +121,10 @@ def plot_learning_curves(
     targets: Sequence[float] = (),
     title: str | None = None,
 ) -> Path:
-    """A PNG of :func:`draw_learning_curves` at ``path``."""
+    """A PNG of :func:`draw_learning_curves` at ``path`` (one metric)."""
     if not curves:
         raise ReportError("no learning curves to plot")
-    fig = _figure(7, 4.5)
-    ax = fig.add_subplot()
-    draw_learning_curves(ax, curves, metric_name, band, targets)
-    spread = "±1 std" if band == "std" else "min-max"
-    ax.set_title(title or f"Test {metric_name} vs labels (mean, {spread} over seeds)")
-    return _save(fig, path)
+    return plot_learning_curve_panels({metric_name: curves}, path, band, targets, title)
 
 
 def plot_learning_curve_panels(

@@ -30,6 +30,13 @@ def workdir(utk_dir, tmp_path) -> tuple[Path, dict[int, str]]:
     return tmp_path / "wd", truth
 
 
+def _dump(root: Path) -> list[str]:
+    wd = Workdir.open(root)
+    rows = list(wd.store.conn.iterdump())
+    wd.close()
+    return rows
+
+
 def _batch(out: Path) -> list[dict[str, str]]:
     with (out / "batch.csv").open() as f:
         return list(csv.DictReader(f))
@@ -88,12 +95,16 @@ def test_same_seed_same_batch(workdir, tmp_path):
 
 def test_bad_strategy_and_empty_pool_are_one_line_errors(workdir, tmp_path, capsys):
     root, _ = workdir
+    before = _dump(root)
     assert main(["select", str(root), "--out", str(tmp_path / "b"), "--strategy", "nope"]) == 2
+    assert _dump(root) == before and not (tmp_path / "b").exists()
     err = capsys.readouterr().err
     assert "unknown selection strategy 'nope'" in err and "random" in err
     for n in range(3):  # 30 unlabeled faces, 12 per batch: the third takes the last 6
         assert main(["select", str(root), "--out", str(tmp_path / f"b{n}"), "--strategy",
                      "random"]) == 0  # fmt: skip
     assert len(_batch(tmp_path / "b2")) == 6
+    before = _dump(root)
     assert main(["select", str(root), "--out", str(tmp_path / "b3"), "--strategy", "random"]) == 2
+    assert _dump(root) == before
     assert "pool is empty" in capsys.readouterr().err

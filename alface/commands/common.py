@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from alface.workdir import Workdir
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # what a key=value config override looks like
 
 
 def add_workdir(parser: argparse.ArgumentParser) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
-from alface.commands.common import add_workdir, open_workdir
+from alface.commands.common import OVERRIDE, add_workdir, open_workdir
 from alface.config import DatasetConfig
 from alface.faces.report import Problem
 
 HELP = "detect faces in images, folders and videos and add the crops to the unlabeled pool"
-
-_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +43,7 @@ def split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
     not an existing path."""
     inputs, overrides = [], []
     for item in items:
-        is_override = _OVERRIDE.match(item) and not Path(item).exists()
+        is_override = OVERRIDE.match(item) and not Path(item).exists()
         (overrides if is_override else inputs).append(item)
     return inputs, overrides
 

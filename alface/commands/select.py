@@ -32,17 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from alface.batching import make_batch
     from alface.progress import progress_bar
-    from alface.select import list_strategies
-    from alface.select.strategies import SelectionError
+    from alface.select.strategies import get_strategy
     from alface.splits import free_pool
 
     with open_workdir(args) as wd:
         strategy = args.strategy or wd.cfg.select.strategy
-        if strategy not in list_strategies():
-            raise SelectionError(
-                f"unknown selection strategy {strategy!r}; choose one of "
-                f"{', '.join(list_strategies())}"
-            )
+        get_strategy(strategy)  # an unknown name fails here, before the pool is scored
         size = args.size if args.size is not None else wd.cfg.select.batch_size
         n_batches = len(wd.store.conn.execute("SELECT id FROM batches").fetchall())
         seed = int(wd.cfg.seed) * 1000 + n_batches  # a different, reproducible draw each time
