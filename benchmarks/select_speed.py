@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from alface.config import SelectConfig
+
 PIPELINES = ("alface", "alface-full", "sklearn", "sklearn-defaults")
 
 
@@ -70,7 +72,6 @@ def _reset_peak() -> bool:
 
 def run_alface(emb, probs, args, full: bool) -> dict[str, Any]:
     """The real entry point, select_batch("entropy_diversity")."""
-    from alface.config import SelectConfig
     from alface.device import faiss_gpus, torch_device
     from alface.select import select_batch
 
@@ -80,7 +81,8 @@ def run_alface(emb, probs, args, full: bool) -> dict[str, Any]:
         n_clusters=args.k,
         kmeans_iters=args.iters,
         batch_size=args.batch,
-        **({"pca_sample": 0, "kmeans_points_per_centroid": 0} if full else {}),
+        pca_sample=0 if full else args.pca_sample,
+        kmeans_points_per_centroid=0 if full else args.points_per_centroid,
     )
     device = torch_device(args.device)
     gpus = faiss_gpus("auto") if device.type == "cuda" else 0
@@ -115,15 +117,30 @@ def run_sklearn(emb, probs, args) -> dict[str, Any]:
     return {"picks": len(pos), "clusters": len(set(clusters.tolist())), "_z": z, "_dist": dist}
 
 
-def alface_quality(emb, probs, args, full: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The PCA output and k-means distances of the alface pipeline (untimed, for quality)."""
-    from alface.select import kmeans, pca_reduce, score_pool, top_m
+def alface_stages(emb, probs, args, full: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The alface pipeline again, stage by stage through the public functions: its PCA output
+    and k-means distances (for quality) and the seconds of each stage."""
+    from alface.select import kmeans, pca_reduce, pick_near_far_random, score_pool, top_m
 
     seeds = np.random.SeedSequence(0).generate_state(3)  # as select_batch derives them
-    candidates = np.sort(top_m(score_pool("entropy", probs), int(np.ceil(args.top_m * len(probs)))))
-    z = pca_reduce(emb, args.pca_dims, 0 if full else 20000, int(seeds[0]), candidates)
-    _, _, dist = kmeans(z, args.k, args.iters, int(seeds[1]), 0, 0 if full else 256)
-    return z, dist
+    stages, t = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        stages[name], t = time.perf_counter() - t, time.perf_counter()
+
+    scores = score_pool("entropy", probs)
+    lap("uncertainty")
+    candidates = top_m(scores, int(np.ceil(args.top_m * len(probs))), ordered=False)
+    lap("top_m")
+    z = pca_reduce(emb, args.pca_dims, 0 if full else args.pca_sample, int(seeds[0]), candidates)
+    lap("pca")
+    ppc = 0 if full else args.points_per_centroid
+    assign, _, dist = kmeans(z, args.k, args.iters, int(seeds[1]), 0, ppc)
+    lap("kmeans")
+    pick_near_far_random(assign, dist, args.batch, (0.4, 0.4, 0.2), np.random.default_rng(0))
+    lap("picks")
+    return z, dist, stages
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -151,7 +168,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker.startswith("sklearn"):
         z, dist = out.pop("_z"), out.pop("_dist")
     else:
-        z, dist = alface_quality(emb, probs, args, full=args.worker == "alface-full")
+        z, dist, out["stages"] = alface_stages(emb, probs, args, args.worker == "alface-full")
     out["pca_var"] = float(z.var(axis=0, dtype=np.float64).sum())
     out["kmeans_msd"] = float((dist.astype(np.float64) ** 2).mean())
     print(
@@ -180,6 +197,18 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--pca-sample",
+        type=int,
+        default=SelectConfig.pca_sample,
+        help="alface: rows the PCA is fitted on (select.pca_sample)",
+    )
+    parser.add_argument(
+        "--points-per-centroid",
+        type=int,
+        default=SelectConfig.kmeans_points_per_centroid,
+        help="alface: k-means training sample per centroid (select.kmeans_points_per_centroid)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="torch device for alface: cpu | cuda")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per worker; 0: all")
@@ -198,7 +227,8 @@ def main() -> None:
     results = []
     print(
         f"N={args.n:,} C={args.classes} D={args.dim} top_m={args.top_m} PCA->{args.pca_dims} "
-        f"k={args.k} iters={args.iters} B={args.batch}; threads={args.threads or os.cpu_count()} "
+        f"k={args.k} iters={args.iters} B={args.batch} pca_sample={args.pca_sample} "
+        f"points/centroid={args.points_per_centroid}; threads={args.threads or os.cpu_count()} "
         f"OMP_WAIT_POLICY={args.omp_wait or os.environ.get('OMP_WAIT_POLICY', '(unset)')} "
         f"device={args.device}"
     )
@@ -239,6 +269,11 @@ def _print_row(r: dict[str, Any]) -> None:
         f"  | load before {r['load_before']:.2f}"
         f"  | PCA variance kept {r['pca_var']:.1f}, k-means mean sq. dist {r['kmeans_msd']:.2f}"
     )
+    if "stages" in r:
+        print(
+            "  stages (one more run): "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in r["stages"].items())
+        )
 
 
 if __name__ == "__main__":

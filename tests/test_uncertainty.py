@@ -121,6 +121,7 @@ def test_top_m_matches_a_stable_sort():
     s = np.random.default_rng(0).integers(0, 20, size=5000).astype(np.float32)
     expected = np.argsort(-s, kind="stable")[:777]
     assert top_m(s, 777).tolist() == expected.tolist()
+    assert top_m(s, 777, ordered=False).tolist() == sorted(expected.tolist())  # the same set
 
 
 def test_equal_rows_score_equal_anywhere_in_the_pool():

@@ -46,7 +46,7 @@ def pca_reduce(
     sample: int = 0,
     seed: int = 0,
     rows: np.ndarray | None = None,
-    chunk: int = 8192,
+    chunk: int = 2048,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
     """``rows`` of ``x`` (N, D; all rows when None; a memmap is fine) projected on their first
@@ -56,6 +56,7 @@ def pca_reduce(
     ``chunk`` rows at a time, so at most (sample + chunk) rows of ``x`` are copied. With
     ``d`` >= D, or no more rows than ``d``, the rows come back unreduced (float32). With a
     torch ``device`` (a GPU) the fit and the projection run there; None: numpy on the CPU.
+    NaN/inf rows raise, named by their index in ``x``.
     """
     if np.ndim(x) != 2:
         raise DiversityError(f"embeddings must be an (N, D) array, got shape {np.shape(x)}")
@@ -71,48 +72,90 @@ def pca_reduce(
     if d == dim or len(fit_rows) <= d:
         log.info("no PCA: %d rows of %d dims, %d asked", len(fit_rows), dim, d)
         return _float32_2d(x[rows], "embeddings", rows)
-    fit = _float32_2d(x[fit_rows], "embeddings", fit_rows)
+    fit = np.ascontiguousarray(x[fit_rows], dtype=np.float32)
     if device is not None:
-        return _pca_torch(x, rows, fit, d, chunk, torch.device(device))
-    mean, basis = pca_fit(fit, d)
+        return _pca_torch(x, rows, fit, fit_rows, d, chunk, torch.device(device))
+    mean, basis = pca_fit(fit, d, fit_rows)
     shift = mean @ basis  # centring after the product: no centred copy of the rows
     out = np.empty((n, d), dtype=np.float32)
     for a in range(0, n, chunk):
-        block = _float32_2d(x[rows[a : a + chunk]], "embeddings", rows[a : a + chunk])
-        np.matmul(block, basis, out=out[a : a + chunk])
-        out[a : a + chunk] -= shift
+        ids = rows[a : a + chunk]
+        block = np.ascontiguousarray(x[ids], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is named below
+            np.matmul(block, basis, out=out[a : a + chunk])
+            out[a : a + chunk] -= shift
+        _check_projected(out[a : a + chunk], block, ids)
     return out
 
 
+def _check_projected(z: np.ndarray, block: np.ndarray, ids: np.ndarray) -> None:
+    """Raise naming the rows when the projection ``z`` of ``block`` (rows ``ids``) is not
+    finite: a NaN/inf input always gives a NaN/inf output, so only then is ``block`` read
+    again (a check of every input row would cost as much as the projection)."""
+    if np.isfinite(z).all():
+        return
+    _float32_2d(block, "embeddings", ids)  # raises when an input row is NaN/inf
+    _overflow(np.flatnonzero(~np.isfinite(z).all(axis=1)), ids)
+
+
+def _overflow(bad: np.ndarray, row_ids: np.ndarray | None) -> None:
+    """Raise for rows at positions ``bad`` whose finite values overflow float32 in the PCA."""
+    first = (bad[:5] if row_ids is None else row_ids[bad[:5]]).tolist()
+    raise DiversityError(
+        f"embeddings of {len(bad)} row(s) overflow float32 in the PCA, first: {first}"
+    )
+
+
 def _pca_torch(
-    x: np.ndarray, rows: np.ndarray, fit: np.ndarray, d: int, chunk: int, device: torch.device
+    x: np.ndarray,
+    rows: np.ndarray,
+    fit: np.ndarray,
+    fit_rows: np.ndarray,
+    d: int,
+    chunk: int,
+    device: torch.device,
 ) -> np.ndarray:
     """:func:`pca_reduce`'s fit (on ``fit``) and projection of ``x[rows]`` with torch on
     ``device``; the same components as :func:`pca_fit` (eigh in float64, signs fixed)."""
     t = torch.as_tensor(fit, device=device)
-    mean = t.mean(dim=0)
-    centred = (t - mean).double()
+    mean = t.mean(dim=0, dtype=torch.float64)
+    if not bool(torch.isfinite(mean).all()):
+        _float32_2d(fit, "embeddings", fit_rows)
+    centred = t.double() - mean
     cov = centred.T @ centred / max(len(t) - 1, 1)
     basis = torch.linalg.eigh(cov)[1][:, -d:].flip(1)
     idx = basis.abs().argmax(dim=0)
     basis = (basis * torch.sign(basis[idx, torch.arange(d, device=device)])).float()
-    shift = mean @ basis
+    shift = mean.float() @ basis
     out = np.empty((len(rows), d), dtype=np.float32)
     for a in range(0, len(rows), chunk):
-        block = _float32_2d(x[rows[a : a + chunk]], "embeddings", rows[a : a + chunk])
+        ids = rows[a : a + chunk]
+        block = np.ascontiguousarray(x[ids], dtype=np.float32)
         out[a : a + chunk] = (torch.as_tensor(block, device=device) @ basis - shift).cpu().numpy()
+        _check_projected(out[a : a + chunk], block, ids)
     return out
 
 
-def pca_fit(x: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+def pca_fit(
+    x: np.ndarray, d: int, row_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and the ``d`` leading eigenvectors (D, d) of the covariance of ``x`` (N, D),
-    float32; each vector's largest entry is made positive, so the result is deterministic."""
+    float32; each vector's largest entry is made positive, so the result is deterministic.
+    NaN/inf rows raise, named by ``row_ids`` (default: their position)."""
     # Not faiss.PCAMatrix: its eigensolver costs ~0.2 s whatever N on this CPU, a third of
     # the whole selection for a million faces. Only the d leading pairs are solved for, on one
     # BLAS thread: threads gain nothing on a D x D problem and lose seconds on a busy machine.
-    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    mean64 = x.mean(axis=0, dtype=np.float64)
+    if not np.isfinite(mean64).all():  # a NaN/inf entry makes its column's mean NaN/inf
+        _float32_2d(x, "embeddings", row_ids)
+    mean = mean64.astype(np.float32)
     centred = x - mean
-    cov = (centred.T @ centred).astype(np.float64) / max(len(x) - 1, 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is named below
+        cov = (centred.T @ centred).astype(np.float64) / max(len(x) - 1, 1)
+    if not np.isfinite(cov).all():
+        sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)  # the rows too large to square
+        bad = np.flatnonzero(sq > np.finfo(np.float32).max)
+        _overflow(bad if len(bad) else np.array([sq.argmax()]), row_ids)
     dim = cov.shape[0]
     with threadpool_limits(1, user_api="blas"):
         basis = scipy.linalg.eigh(cov, subset_by_index=(dim - d, dim - 1))[1][:, ::-1]

@@ -276,7 +276,7 @@ def _uncertainty_diversity(pool: Pool) -> Picked:
     scores = pool.scores()
     m = resolve_top_m(pool.cfg.top_m, pool.n, pool.batch_size)
     # Index order: a memory-mapped array is then read front to back.
-    candidates = np.sort(top_m(scores, m))
+    candidates = top_m(scores, m, ordered=False)
     log.info("diversity over the %d most uncertain of %d (%s)", m, pool.n, pool.cfg.uncertainty)
     picks, reasons, clusters = _cluster_pick(pool, candidates)
     return picks, reasons, clusters, scores[picks]

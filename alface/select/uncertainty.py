@@ -172,9 +172,9 @@ def score_pool(
     return out
 
 
-def top_m(scores: np.ndarray, m: int) -> np.ndarray:
-    """Indices (min(m, N),) of the ``m`` highest ``scores`` (N,), highest first; equal scores
-    go in index order, so ties at the cut keep the lower indices."""
+def top_m(scores: np.ndarray, m: int, ordered: bool = True) -> np.ndarray:
+    """Indices (min(m, N),) of the ``m`` highest ``scores`` (N,), highest first (``ordered``)
+    or in index order; equal scores at the cut keep the lower indices."""
     scores = np.asarray(scores)
     n = len(scores)
     m = max(0, min(int(m), n))
@@ -186,5 +186,7 @@ def top_m(scores: np.ndarray, m: int) -> np.ndarray:
     above = np.flatnonzero(scores > cut)
     at_cut = np.flatnonzero(scores == cut)[: m - len(above)]
     chosen = np.concatenate([above, at_cut])
+    if not ordered:
+        return np.sort(chosen).astype(np.int64)
     order = np.lexsort((chosen, -scores[chosen].astype(np.float64)))
     return chosen[order].astype(np.int64)
