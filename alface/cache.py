@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from alface.errors import AlfaceError
+from alface.faces.images import to_rgb, upright
 from alface.progress import ProgressFn
 from alface.store import Store
 
@@ -37,11 +38,13 @@ class CacheError(AlfaceError):
 
 
 def load_crop(path: str | Path, size: int) -> np.ndarray:
-    """The crop at ``path`` as RGB uint8 (size, size, 3), resized whole (no crop)."""
+    """The crop at ``path`` as upright RGB uint8 (size, size, 3), resized whole (no crop)."""
+    # Upright and RGB as alface.faces.images makes them: a registered crop (a phone picture
+    # with an EXIF rotation, a 16-bit PNG) is what its pixel hash was taken from.
     try:
         with Image.open(path) as im:
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
-            im = im.convert("RGB")
+            im = to_rgb(upright(im))
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)

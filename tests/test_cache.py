@@ -105,3 +105,20 @@ def test_load_crop_makes_rgb_from_any_mode(tmp_path, astronaut):
         Image.fromarray(astronaut[:60, :40]).convert(mode).save(path)
         out = load_crop(path, 20)
         assert out.shape == (20, 20, 3) and out.dtype == np.uint8
+
+
+def test_load_crop_turns_the_crop_upright(tmp_path, astronaut):
+    """A crop with an EXIF rotation (a phone picture registered with --cropped) comes out as
+    the detector and the pixel hash see it: turned."""
+    from alface.faces.images import load_image
+
+    face = Image.fromarray(astronaut[:80, :40])  # portrait: the turn shows in the shape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    path = tmp_path / "turned.jpg"
+    face.save(path, exif=exif, quality=95)
+    out = load_crop(path, 40)
+    want = np.asarray(load_image(path, 1.0).resize((40, 40), Image.Resampling.BILINEAR))
+    unturned = np.asarray(Image.open(path).convert("RGB").resize((40, 40)))
+    assert np.abs(out.astype(int) - want).mean() < 1.0
+    assert np.abs(out.astype(int) - unturned).mean() > 20
