@@ -208,3 +208,7 @@ def test_pca_with_torch_gives_the_numpy_components():
     b = pca_reduce(x, 3, sample=200, seed=1, rows=rows, chunk=64, device="cpu")
     assert a.shape == b.shape == (250, 3)
     np.testing.assert_allclose(a, b, atol=1e-4)
+    x[302, 2] = np.nan  # named whether the fit or only the projection reads it
+    for sample in (0, 20):
+        with pytest.raises(DiversityError, match=r"NaN/inf in 1 row\(s\), first: \[302\]"):
+            pca_reduce(x, 3, sample=sample, seed=1, rows=rows, device="cpu")

@@ -7,7 +7,7 @@ All functions are pure: the same inputs and seed give the same outputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faiss
 import numpy as np
@@ -77,25 +77,38 @@ def pca_reduce(
         return _pca_torch(x, rows, fit, fit_rows, d, chunk, torch.device(device))
     mean, basis = pca_fit(fit, d, fit_rows)
     shift = mean @ basis  # centring after the product: no centred copy of the rows
-    out = np.empty((n, d), dtype=np.float32)
-    for a in range(0, n, chunk):
+
+    def project(block: np.ndarray, out: np.ndarray) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is named by the caller
+            np.matmul(block, basis, out=out)
+            out -= shift
+
+    return _project_rows(x, rows, d, chunk, project)
+
+
+def _project_rows(
+    x: np.ndarray,
+    rows: np.ndarray,
+    d: int,
+    chunk: int,
+    project: Callable[[np.ndarray, np.ndarray], None],
+) -> np.ndarray:
+    """``project(block, out)`` over ``x[rows]``, ``chunk`` float32 rows at a time, into a
+    (len(rows), d) float32 array; NaN/inf rows raise, named by their index in ``x``.
+
+    Only the projection is checked: a NaN/inf input always gives a NaN/inf output, so the
+    rows are read again only then (checking every input row costs as much as projecting it).
+    """
+    out = np.empty((len(rows), d), dtype=np.float32)
+    for a in range(0, len(rows), chunk):
         ids = rows[a : a + chunk]
         block = np.ascontiguousarray(x[ids], dtype=np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is named below
-            np.matmul(block, basis, out=out[a : a + chunk])
-            out[a : a + chunk] -= shift
-        _check_projected(out[a : a + chunk], block, ids)
+        z = out[a : a + chunk]
+        project(block, z)
+        if not np.isfinite(z).all():
+            _float32_2d(block, "embeddings", ids)  # raises when an input row is NaN/inf
+            _overflow(np.flatnonzero(~np.isfinite(z).all(axis=1)), ids)
     return out
-
-
-def _check_projected(z: np.ndarray, block: np.ndarray, ids: np.ndarray) -> None:
-    """Raise naming the rows when the projection ``z`` of ``block`` (rows ``ids``) is not
-    finite: a NaN/inf input always gives a NaN/inf output, so only then is ``block`` read
-    again (a check of every input row would cost as much as the projection)."""
-    if np.isfinite(z).all():
-        return
-    _float32_2d(block, "embeddings", ids)  # raises when an input row is NaN/inf
-    _overflow(np.flatnonzero(~np.isfinite(z).all(axis=1)), ids)
 
 
 def _overflow(bad: np.ndarray, row_ids: np.ndarray | None) -> None:
@@ -127,13 +140,11 @@ def _pca_torch(
     idx = basis.abs().argmax(dim=0)
     basis = (basis * torch.sign(basis[idx, torch.arange(d, device=device)])).float()
     shift = mean.float() @ basis
-    out = np.empty((len(rows), d), dtype=np.float32)
-    for a in range(0, len(rows), chunk):
-        ids = rows[a : a + chunk]
-        block = np.ascontiguousarray(x[ids], dtype=np.float32)
-        out[a : a + chunk] = (torch.as_tensor(block, device=device) @ basis - shift).cpu().numpy()
-        _check_projected(out[a : a + chunk], block, ids)
-    return out
+
+    def project(block: np.ndarray, out: np.ndarray) -> None:
+        out[:] = (torch.as_tensor(block, device=device) @ basis - shift).cpu().numpy()
+
+    return _project_rows(x, rows, d, chunk, project)
 
 
 def pca_fit(
