@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,15 @@ def rng() -> np.random.Generator:
 def dirichlet_probs(n: int, c: int, seed: int = 0, alpha: float = 1.0) -> np.ndarray:
     """``n`` x ``c`` float32 softmax-like rows drawn from a Dirichlet."""
     return np.random.default_rng(seed).dirichlet([alpha] * c, size=n).astype(np.float32)
+
+
+def interrupt_after(calls: int) -> Callable[..., None]:
+    """A progress callback that raises KeyboardInterrupt (a user's Ctrl-C) on call ``calls``."""
+    seen = []
+
+    def progress(n: int = 1, **fields: object) -> None:
+        seen.append(n)
+        if len(seen) == calls:
+            raise KeyboardInterrupt
+
+    return progress

@@ -119,6 +119,7 @@ def test_load_crop_turns_the_crop_upright(tmp_path, astronaut):
     face.save(path, exif=exif, quality=95)
     out = load_crop(path, 40)
     want = np.asarray(load_image(path, 1.0).resize((40, 40), Image.Resampling.BILINEAR))
-    unturned = np.asarray(Image.open(path).convert("RGB").resize((40, 40)))
+    with Image.open(path) as im:
+        unturned = np.asarray(im.convert("RGB").resize((40, 40)))
     assert np.abs(out.astype(int) - want).mean() < 1.0
     assert np.abs(out.astype(int) - unturned).mean() > 20

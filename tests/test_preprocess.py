@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import interrupt_after
 from PIL import Image
 from test_faces import moving_frames, write_video
 
 from alface.cli import main
 from alface.commands.preprocess import split_inputs
 from alface.config import Config, PreprocessConfig
+from alface.device import _say
 from alface.faces.pipeline import PreprocessError, check_config, collect_inputs, preprocess
 from alface.faces.report import Problem
 from alface.store import Store
@@ -147,15 +149,8 @@ def test_same_input_twice_adds_nothing(store, tmp_path, astronaut):
 def test_killed_run_resumes_without_duplicates(store, tmp_path, astronaut):
     for i in range(4):  # four different files, each with one face
         save_astronaut(tmp_path / f"{i}.png", np.roll(astronaut, 8 * i, axis=1))
-    calls = []
-
-    def kill_after_two(n=1, **fields):
-        calls.append(n)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run(store, [tmp_path], progress=kill_after_two)
+        run(store, [tmp_path], progress=interrupt_after(2))
     assert len(store.items()) in (1, 2)  # whole files only
     done = len(sources(store))
     report = run(store, [tmp_path])
@@ -230,9 +225,11 @@ def test_command_photos_mixed_with_bad_files(tmp_path, photos_dir, astronaut, ca
     wd = str(tmp_path / "wd")
     assert main(["init", wd]) == 0
     capsys.readouterr()
+    _say.cache_clear()  # the device line is said once per process: here always, run alone or not
     assert main(["preprocess", wd, str(d)]) == 1  # default config: 2 worker processes
     out = capsys.readouterr()
-    assert len(out.err.strip().splitlines()) == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("INFO") and "torch runs on" in lines[0]
     assert "corrupt.jpg: corrupt image" in out.err and "readme.txt: not an image" in out.err
     assert "6 face(s) added" in out.out and "2 failed" in out.out
     with Store.open(wd) as s:

@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+from conftest import interrupt_after
 from PIL import Image
 
 from alface.cache import CropCache, load_crop
@@ -87,15 +88,8 @@ def test_same_picture_twice_is_one_item(store, tmp_path, chips):
 
 def test_killed_run_keeps_whole_chunks_and_resumes(store, chips, monkeypatch):
     monkeypatch.setattr(register, "CHUNK", 6)
-    calls = []
-
-    def kill_after_two_chunks(n=1, **fields):
-        calls.append(n)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        register_crops(store, chips, progress=kill_after_two_chunks)
+        register_crops(store, chips, progress=interrupt_after(2))  # after two chunks
     assert len(store.items()) == 12
     report = register_crops(store, chips)
     assert report.done_before == 12 and report.faces == 8 and report.ok
