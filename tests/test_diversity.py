@@ -177,6 +177,14 @@ def test_pca_reduce_takes_rows_in_chunks_and_names_bad_rows():
         pca_reduce(x, 4, rows=rows, sample=30, chunk=16)
     with pytest.raises(DiversityError, match=rf"NaN/inf in 1 row\(s\), first: \[{rows[50]}\]"):
         pca_reduce(x, 4, rows=rows)  # found by the fit, which uses every row
+    item_ids = np.arange(300) * 10 + 7  # rows named by their items, fitted with or without it
+    for sample in (0, 30):
+        with pytest.raises(DiversityError, match=rf"first: \[{rows[50] * 10 + 7}\]"):
+            pca_reduce(x, 4, rows=rows, sample=sample, seed=0, ids=item_ids)
+    with pytest.raises(DiversityError, match=rf"first: \[{rows[50] * 10 + 7}\]"):
+        pca_reduce(
+            x, 12, rows=rows, ids=item_ids
+        )  # d = D: no PCA, the rows are checked as they are
     x[rows[50]] = np.finfo(np.float32).max  # finite, but too large for a covariance or a projection
     for sample in (0, 30):  # fitted with the row, or (the row outside the sample) projected
         with pytest.raises(

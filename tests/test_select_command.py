@@ -3,6 +3,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alface.cli import main
@@ -77,6 +78,30 @@ def test_the_method_scores_with_the_latest_model_and_writes_predictions(workdir,
     # the next select skips faces waiting in the open batch
     assert main(["select", str(root), "--out", str(tmp_path / "c")]) == 0
     assert not {r["item"] for r in rows} & {r["item"] for r in _batch(tmp_path / "c")}
+
+
+def test_nan_embeddings_of_a_diverged_model_are_one_line_naming_the_item(workdir, tmp_path, capsys):
+    root, _ = workdir
+    assert main(["train", str(root)]) == 0
+    assert main(["select", str(root), "--out", str(tmp_path / "b")]) == 0  # scores the pool
+    wd = Workdir.open(root)
+    folder = root / wd.store.latest_scoring(int(wd.store.latest_model()["id"]))["path"]
+    id_of = {r["uid"]: int(r["id"]) for r in wd.store.items()}
+    wd.close()
+    ids = np.load(folder / "ids.npy")
+    emb = np.load(folder / "emb.npy")
+    picked = {id_of[r["item"]] for r in _batch(tmp_path / "b")}
+    selectable = [int(i) for i in ids if int(i) not in picked]
+    emb[np.isin(ids, selectable), 0] = np.nan  # the whole pool left, so the top M have NaN too
+    np.save(folder / "emb.npy", emb)  # what the next select reuses: the same model's scoring
+    capsys.readouterr()
+    before = _dump(root)
+    assert main(["select", str(root), "--out", str(tmp_path / "c")]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("INFO")]
+    assert _dump(root) == before and not (tmp_path / "c").exists()
+    assert len(err) == 1 and err[0].startswith("alface select: error: embeddings contain NaN/inf")
+    named = [int(x) for x in err[0].rsplit("first: [", 1)[1].rstrip("]").split(",")]
+    assert named and set(named) <= set(selectable)  # item ids, not positions in the pool
 
 
 def test_same_seed_same_batch(workdir, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -48,6 +49,7 @@ def pca_reduce(
     rows: np.ndarray | None = None,
     chunk: int = 2048,
     device: torch.device | str | None = None,
+    ids: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """``rows`` of ``x`` (N, D; all rows when None; a memmap is fine) projected on their first
     ``d`` principal components: (len(rows), min(d, D)) float32.
@@ -56,26 +58,29 @@ def pca_reduce(
     ``chunk`` rows at a time, so at most (sample + chunk) rows of ``x`` are copied. With
     ``d`` >= D, or no more rows than ``d``, the rows come back unreduced (float32). With a
     torch ``device`` (a GPU) the fit and the projection run there; None: numpy on the CPU.
-    NaN/inf rows raise, named by their index in ``x``.
+    NaN/inf rows raise, named by ``ids`` (N,), the item ids of ``x``'s rows (default: the
+    row index).
     """
     if np.ndim(x) != 2:
         raise DiversityError(f"embeddings must be an (N, D) array, got shape {np.shape(x)}")
     if d < 1:
         raise DiversityError(f"select.pca_dims must be >= 1, got {d}")
     rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+    names = rows if ids is None else np.asarray(ids)[rows]
     n, dim = len(rows), x.shape[1]
     d = min(d, dim)
-    fit_rows = rows
+    fit_pos: Any = slice(None)
     if 0 < sample < n:
-        fit_rows = rows[np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))]
+        fit_pos = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
         log.info("PCA %d -> %d fitted on a sample of %d of %d rows", dim, d, sample, n)
+    fit_rows, fit_names = rows[fit_pos], names[fit_pos]
     if d == dim or len(fit_rows) <= d:
         log.info("no PCA: %d rows of %d dims, %d asked", len(fit_rows), dim, d)
-        return _float32_2d(x[rows], "embeddings", rows)
+        return _float32_2d(x[rows], "embeddings", names)
     fit = np.ascontiguousarray(x[fit_rows], dtype=np.float32)
     if device is not None:
-        return _pca_torch(x, rows, fit, fit_rows, d, chunk, torch.device(device))
-    mean, basis = pca_fit(fit, d, fit_rows)
+        return _pca_torch(x, rows, names, fit, fit_names, d, chunk, torch.device(device))
+    mean, basis = pca_fit(fit, d, fit_names)
     shift = mean @ basis  # centring after the product: no centred copy of the rows
 
     def project(block: np.ndarray, out: np.ndarray) -> None:
@@ -83,31 +88,31 @@ def pca_reduce(
             np.matmul(block, basis, out=out)
             out -= shift
 
-    return _project_rows(x, rows, d, chunk, project)
+    return _project_rows(x, rows, names, d, chunk, project)
 
 
 def _project_rows(
     x: np.ndarray,
     rows: np.ndarray,
+    names: np.ndarray,
     d: int,
     chunk: int,
     project: Callable[[np.ndarray, np.ndarray], None],
 ) -> np.ndarray:
     """``project(block, out)`` over ``x[rows]``, ``chunk`` float32 rows at a time, into a
-    (len(rows), d) float32 array; NaN/inf rows raise, named by their index in ``x``.
+    (len(rows), d) float32 array; NaN/inf rows raise, named by ``names`` (one per row).
 
     Only the projection is checked: a NaN/inf input always gives a NaN/inf output, so the
     rows are read again only then (checking every input row costs as much as projecting it).
     """
     out = np.empty((len(rows), d), dtype=np.float32)
     for a in range(0, len(rows), chunk):
-        ids = rows[a : a + chunk]
-        block = np.ascontiguousarray(x[ids], dtype=np.float32)
+        block = np.ascontiguousarray(x[rows[a : a + chunk]], dtype=np.float32)
         z = out[a : a + chunk]
         project(block, z)
         if not np.isfinite(z).all():
-            _float32_2d(block, "embeddings", ids)  # raises when an input row is NaN/inf
-            _overflow(np.flatnonzero(~np.isfinite(z).all(axis=1)), ids)
+            _float32_2d(block, "embeddings", names[a : a + chunk])  # raises on a NaN/inf row
+            _overflow(np.flatnonzero(~np.isfinite(z).all(axis=1)), names[a : a + chunk])
     return out
 
 
@@ -122,8 +127,9 @@ def _overflow(bad: np.ndarray, row_ids: np.ndarray | None) -> None:
 def _pca_torch(
     x: np.ndarray,
     rows: np.ndarray,
+    names: np.ndarray,
     fit: np.ndarray,
-    fit_rows: np.ndarray,
+    fit_names: np.ndarray,
     d: int,
     chunk: int,
     device: torch.device,
@@ -133,7 +139,7 @@ def _pca_torch(
     t = torch.as_tensor(fit, device=device)
     mean = t.mean(dim=0, dtype=torch.float64)
     if not bool(torch.isfinite(mean).all()):
-        _float32_2d(fit, "embeddings", fit_rows)
+        _float32_2d(fit, "embeddings", fit_names)
     centred = t.double() - mean
     cov = centred.T @ centred / max(len(t) - 1, 1)
     basis = torch.linalg.eigh(cov)[1][:, -d:].flip(1)
@@ -144,7 +150,7 @@ def _pca_torch(
     def project(block: np.ndarray, out: np.ndarray) -> None:
         out[:] = (torch.as_tensor(block, device=device) @ basis - shift).cpu().numpy()
 
-    return _project_rows(x, rows, d, chunk, project)
+    return _project_rows(x, rows, names, d, chunk, project)
 
 
 def pca_fit(

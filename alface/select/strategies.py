@@ -229,7 +229,7 @@ def _cluster_pick(pool: Pool, rows: np.ndarray | None) -> tuple[np.ndarray, list
     pca_seed, km_seed, pick_seed = pool.seeds()
     gpu = pool.device is not None and torch.device(pool.device).type == "cuda"
     z = pca_reduce(pool.embeddings, cfg.pca_dims, cfg.pca_sample, int(pca_seed), rows,
-                   device=pool.device if gpu else None)  # fmt: skip
+                   device=pool.device if gpu else None, ids=pool.ids)  # fmt: skip
     assign, _, dist = kmeans(
         z,
         cfg.n_clusters,
