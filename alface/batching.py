@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 
 from alface.annotate.export import assign_pairs, write_batch
+from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
 from alface.select.strategies import PoolExhaustedError
+from alface.store import Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class PoolScores:
 
 
 @dataclass(frozen=True)
-class Batch:
+class WrittenBatch:
     """A recorded batch: its store id, where its files are, and what it holds."""
 
     id: int
@@ -69,20 +71,22 @@ def scores_for(ids: np.ndarray, folder: Path, model_id: int | None) -> PoolScore
 
 
 def pick(
-    wd: Workdir, scores: PoolScores, strategy: str, batch_size: int, seed: int
+    wd: Workdir,
+    devices: Devices,
+    scores: PoolScores,
+    strategy: str,
+    batch_size: int,
+    seed: int,
 ) -> tuple[list[dict[str, Any]], str]:
     """Batch entries (item_id, cluster, reason, score, predicted, probs) picked from
     ``scores`` with ``strategy``, and the selection's message."""
-    from alface.device import faiss_gpus, torch_device
-
-    cfg = wd.cfg
     if not len(scores.ids):
         raise PoolExhaustedError("the unlabeled pool is empty: add faces with `alface preprocess`")
     sel = select_batch(
-        strategy, scores.probs, scores.emb, batch_size, cfg.select, seed,
-        faiss_gpus(cfg.device.faiss), torch_device(cfg.device.torch), scores.ids,
+        strategy, scores.probs, scores.emb, batch_size, wd.cfg.select, seed,
+        devices.faiss_gpus, devices.torch, scores.ids,
     )  # fmt: skip
-    classes = cfg.labels.classes
+    classes = wd.cfg.labels.classes
     entries = []
     for k, row in enumerate(sel.indices):
         p = None if scores.probs is None else scores.probs[row]
@@ -108,42 +112,43 @@ def emit(
     iteration_id: int | None = None,
     strategy: str | None = None,
     message: str = "",
-) -> Batch:
+) -> WrittenBatch:
     """Mark a share of ``entries`` for two annotators, record the batch, write its files."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     entries = assign_pairs(entries, wd.cfg.annotate.pair_fraction, rng)
     out_dir = Path(out_dir)
     stored = str(out_dir.relative_to(wd.root)) if out_dir.is_relative_to(wd.root) else str(out_dir)
     with wd.store.transaction(f"batch-{kind}"):
-        batch_id = wd.store.add_batch(kind, entries, round_id, iteration_id, strategy, stored)
+        batch_id = wd.store.runs.add_batch(kind, entries, round_id, iteration_id, strategy, stored)
         files = write_batch(out_dir, wd.store, entries, wd.cfg, batch_id)
     log.info("batch %d (%s): %d faces in %s", batch_id, kind, len(entries), out_dir)
-    return Batch(batch_id, kind, out_dir, entries, files, message)
+    return WrittenBatch(batch_id, kind, out_dir, entries, files, message)
 
 
-def score_free_pool(wd: Workdir, ids: np.ndarray, progress: Any = None) -> tuple[Path, int, int]:
+def score_free_pool(
+    wd: Workdir, devices: Devices, ids: np.ndarray, progress: Any = None
+) -> Scoring:
     """Score ``ids`` with the latest model, reusing a complete scoring of that model that
-    covers them; returns (folder, scoring id, model id)."""
+    covers them; returns the scoring."""
     from alface.scoring import load_scores, score_pool
 
-    model = wd.store.latest_model()
+    model = wd.store.runs.latest_model()
     if model is None:
         raise BatchError("no trained model yet: run `alface train` (or use select.strategy=random)")
-    row = wd.store.latest_scoring(int(model["id"]))
-    if row is not None:
-        folder = wd.root / row["path"]
+    done = wd.store.runs.latest_scoring(model.id)
+    if done is not None:
         try:
-            have = load_scores(folder)[0]
+            have = load_scores(wd.root / done.path)[0]
         except AlfaceError:
             have = np.zeros(0, np.int64)
         if np.isin(ids, have).all():
-            return folder, int(row["id"]), int(model["id"])
-    s = score_pool(wd, ids=ids, progress=progress)
-    return s.path, s.id, s.model_id
+            return done
+    return score_pool(wd, devices, ids=ids, progress=progress)
 
 
 def make_batch(
     wd: Workdir,
+    devices: Devices,
     out_dir: Path,
     ids: np.ndarray,
     strategy: str,
@@ -153,13 +158,13 @@ def make_batch(
     round_id: int | None = None,
     iteration_id: int | None = None,
     progress: Any = None,
-) -> Batch:
+) -> WrittenBatch:
     """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write."""
     ids = np.asarray(ids, np.int64)
     if strategy in NO_MODEL_STRATEGIES or not len(ids):
         scores = PoolScores(ids, None, None, None)
     else:
-        folder, _, model_id = score_free_pool(wd, ids, progress)
-        scores = scores_for(ids, folder, model_id)
-    entries, message = pick(wd, scores, strategy, batch_size, seed)
+        scoring = score_free_pool(wd, devices, ids, progress)
+        scores = scores_for(ids, wd.root / scoring.path, scoring.model_id)
+    entries, message = pick(wd, devices, scores, strategy, batch_size, seed)
     return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message)

@@ -34,6 +34,7 @@ from alface.config import Config, to_dict
 from alface.curves import Curve, collect_curves, summary_table
 from alface.data import CropDataset, collate_batch
 from alface.datasets import LabeledFolder, initial_labeled, load_dataset, split_test
+from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.metrics import eval_metrics, metrics_dict
 from alface.model import FaceClassifier, build_model
@@ -254,20 +255,18 @@ def simulate(
 
 def run_benchmark(
     cfg: Config,
+    devices: Devices,
     seeds: int | None = None,
     base_dir: Path | None = None,
-    tk: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> BenchmarkResult:
     """Embed ``cfg.dataset`` once, simulate every strategy over ``seeds`` seeds (default
     ``benchmark.seeds``; seed values cfg.seed, cfg.seed + 1, ...), and summarise."""
-    from alface.device import trainer_kwargs
-
     check_benchmark(cfg)
     n_seeds = cfg.benchmark.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise BenchmarkError(f"need at least one seed, got {n_seeds}")
-    tk = tk or trainer_kwargs(cfg)
+    tk = devices.trainer
     folder = load_dataset(cfg.dataset, cfg.labels.classes, base_dir)
     targets = folder.targets
     if progress:

@@ -84,8 +84,8 @@ class CropCache:
         ``workers`` > 1 decodes in that many processes; ``progress(n)`` reports decoded crops.
         """
         ids = np.unique(np.asarray(ids, dtype=np.int64))
-        rows = store.items(ids)
-        hashes = np.array([r["hash"] for r in rows], dtype=str)
+        items = store.items.get(ids)
+        hashes = np.array([i.hash for i in items], dtype=str)
         if not len(ids):
             return cls(None, ids, hashes, size)
         folder = store.root / CACHE_DIR
@@ -94,7 +94,7 @@ class CropCache:
         if found is not None and np.array_equal(found.ids, ids) and (found.hashes == hashes).all():
             return found
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [str(store.crop_path(r)) for r in rows]
+        paths = [str(i.crop_file(store.root)) for i in items]
         _write(path, ids, hashes, size, paths, _newest(folder, size, path), progress, workers)
         _prune(folder, size)
         return cls(path, ids, hashes, size)

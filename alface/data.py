@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from alface.cache import CropCache, load_crop
 from alface.config import Config
-from alface.device import cuda_count
 from alface.errors import AlfaceError
 from alface.progress import ProgressFn, quiet_lightning_logs
 from alface.store import Store
@@ -171,16 +170,23 @@ class ActiveDataModule(L.LightningDataModule):
         cfg: Config,
         ids: Mapping[str, Sequence[int] | np.ndarray] | None = None,
         progress: ProgressFn | None = None,
+        image_size: int | None = None,
+        batch_size: int | None = None,
+        pin_memory: bool = False,
     ) -> None:
+        """``image_size`` and ``batch_size`` default to the config's; ``pin_memory`` when a CUDA
+        device takes the batches (:attr:`alface.device.Devices.pin_memory`)."""
         super().__init__()
         self.root, self.cfg, self.progress = Path(workdir_root), cfg, progress
+        self.batch_size = batch_size or cfg.data.batch_size
+        self.pin_memory = pin_memory
         self.overrides = {k: np.asarray(v, dtype=np.int64) for k, v in (ids or {}).items()}
         unknown = set(self.overrides) - {*SPLIT_NAMES, "predict"}
         if unknown:
             raise DataError(
                 f"unknown split(s) {sorted(unknown)}; use {', '.join(SPLIT_NAMES)}, predict"
             )
-        self.size = cfg.image_size
+        self.size = image_size or cfg.image_size
         self.train_transform = BatchTransform(cfg, train=True)
         self.eval_transform = BatchTransform(cfg, train=False)
         self.cache: CropCache | None = None
@@ -205,12 +211,12 @@ class ActiveDataModule(L.LightningDataModule):
         if self._ready:
             return
         with Store.open(self.root) as store:
-            self.splits = {s: store.item_ids(s) for s in SPLIT_NAMES} | self.overrides
+            self.splits = {s: store.items.ids(s) for s in SPLIT_NAMES} | self.overrides
             self.splits.setdefault("predict", self.splits["pool"])
-            self._read_labels(store.labels())
-            rows = store.items()
-            self._all_ids = np.array([r["id"] for r in rows], dtype=np.int64)
-            self._paths = [str(store.crop_path(r)) for r in rows]
+            self._read_labels(store.labels.resolved())
+            items = store.items.get()
+            self._all_ids = np.array([i.id for i in items], dtype=np.int64)
+            self._paths = [str(i.crop_file(store.root)) for i in items]
             self.cache = self._build_cache(store) if self.cfg.data.cache else None
         self._ready = True
 
@@ -220,7 +226,7 @@ class ActiveDataModule(L.LightningDataModule):
         self.setup()
 
     def _build_cache(self, store: Store) -> CropCache:
-        ids = store.item_ids([s for s in SPLIT_NAMES])
+        ids = store.items.ids([s for s in SPLIT_NAMES])
         ids = np.union1d(ids, np.concatenate([np.zeros(0, np.int64), *self.overrides.values()]))
         return CropCache.build(store, ids, self.size, self.progress, self.cfg.data.num_workers)
 
@@ -271,17 +277,17 @@ class ActiveDataModule(L.LightningDataModule):
     ) -> DataLoader:
         """A loader over ``ids``: shuffled (or ``sampler``) when ``train``, in order otherwise."""
         ds = self.dataset(ids)
-        d = self.cfg.data
+        workers = self.cfg.data.num_workers
         return DataLoader(
             ds,
-            batch_size=d.batch_size,
+            batch_size=self.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            drop_last=train and len(ds) > d.batch_size,  # a last batch of 1 breaks BatchNorm
-            num_workers=d.num_workers,
+            drop_last=train and len(ds) > self.batch_size,  # a last batch of 1 breaks BatchNorm
+            num_workers=workers,
             collate_fn=collate_batch,
-            pin_memory=cuda_count() > 0,
-            persistent_workers=d.num_workers > 0,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from alface.classes import canonical_label
 from alface.config import DatasetConfig
 from alface.errors import AlfaceError
 
@@ -188,7 +189,7 @@ def parse_folder(root: Path, parser: Parser, classes: tuple[str, ...]) -> Labele
         except ValueError as e:
             skipped.append((str(path), str(e)))
             continue
-        label = canonical(raw, classes)
+        label = canonical_label(raw, classes)
         if label is None:
             skipped.append((str(path), f"{raw!r} is not one of the classes {', '.join(classes)}"))
             continue
@@ -204,7 +205,7 @@ def read_labels_csv(
     given) or else beside the CSV. Missing files and duplicate rows are skipped and reported."""
     rows = read_label_rows(path)
     bases = [b for b in (root, path.parent.absolute()) if b is not None]
-    bad = sorted({label for _, _, label in rows if canonical(label, classes) is None})
+    bad = sorted({label for _, _, label in rows if canonical_label(label, classes) is None})
     if bad:
         raise DatasetError(
             f"{path}: unknown class(es) {', '.join(map(repr, bad[:5]))}; classes are {', '.join(classes)}"
@@ -221,37 +222,28 @@ def read_labels_csv(
         else:
             seen[str(full)] = row
             paths.append(full)
-            labels.append(canonical(label, classes))
+            labels.append(canonical_label(label, classes))
     return _folder_or_error(bases[0], paths, labels, classes, skipped)
 
 
 def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
     """(row, path or item, label) of a labels CSV with a header naming ``path`` (or ``item``)
-    and ``label``; the header is row 1."""
+    and ``label``; the header is row 1. Every row must be whole and labeled."""
+    from alface.annotate import AnnotationError
+    from alface.annotate.readers import decode, read_csv
+
     if not path.is_file():
         raise DatasetError(f"labels file not found: {path}")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DatasetError(
-            f"{path}: not UTF-8 text (byte offset {e.start}); save it as UTF-8"
-        ) from e
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in next(reader, [])]
-    key = "path" if "path" in header else "item"
-    if key not in header or "label" not in header:
-        raise DatasetError(
-            f"{path}: the header must name the columns path,label (found {','.join(header) or 'nothing'})"
-        )
-    ki, li = header.index(key), header.index("label")
-    out = []
-    for row, cells in enumerate(reader, start=2):
-        if len(cells) <= max(ki, li) or not cells[ki].strip() or not cells[li].strip():
-            if any(c.strip() for c in cells):
-                raise DatasetError(f"{path}: row {row} needs both a {key} and a label")
-            continue
-        out.append((row, cells[ki].strip(), cells[li].strip()))
-    return out
+        rows, problems, _ = read_csv(decode(path.read_bytes()))
+    except AnnotationError as e:
+        raise DatasetError(f"{path}: {e}") from e
+    if problems:
+        raise DatasetError(f"{path}: row {problems[0].row}: {problems[0].why}")
+    for r in rows:
+        if not str(r.ref).strip() or not r.label.strip():
+            raise DatasetError(f"{path}: row {r.row} needs both a path and a label")
+    return [(r.row, str(r.ref).strip(), r.label.strip()) for r in rows]
 
 
 def write_labels_csv(folder: LabeledFolder, path: Path, relative: bool = False) -> Path:
@@ -268,14 +260,6 @@ def write_labels_csv(folder: LabeledFolder, path: Path, relative: bool = False) 
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def canonical(label: str, classes: Sequence[str]) -> str | None:
-    """The class ``label`` names (exact, else the one equal ignoring case), or None."""
-    if label in classes:
-        return label
-    folded = [c for c in classes if c.casefold() == label.casefold()]
-    return folded[0] if len(folded) == 1 else None
 
 
 def _absolute(path: str, base: Path) -> Path:

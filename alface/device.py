@@ -1,6 +1,8 @@
 """The one place that decides where torch and FAISS run (CUDA or CPU), and says so in the log.
 
-Nothing else in alface calls ``torch.cuda`` or ``faiss.get_num_gpus`` directly. It also knows
+Nothing else in alface calls ``torch.cuda`` or ``faiss.get_num_gpus`` directly, and only the
+command layer calls it: a command resolves :class:`Devices` once (:func:`resolve_devices`) and
+passes it down; library functions take it as an argument. It also knows
 which process of a distributed (DDP) run this is: every rank runs the same command, only global
 rank 0 writes the store and the work dir (:func:`is_global_zero`, :func:`start_ranks`).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,7 @@ from alface.errors import AlfaceError
 if TYPE_CHECKING:
     import torch
 
-    from alface.config import Config
+    from alface.config import DeviceConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +74,38 @@ def torch_device(setting: str = "auto") -> torch.device:
     return device
 
 
-def trainer_kwargs(cfg: Config) -> dict[str, Any]:
-    """Lightning Trainer settings (accelerator, devices, precision, strategy) for ``cfg``."""
-    t = cfg.train.trainer
-    device = torch_device(cfg.device.torch)
+@dataclass(frozen=True)
+class Devices:
+    """Where a command runs: torch's device, FAISS's GPUs and the Lightning Trainer settings."""
+
+    torch: torch.device
+    faiss_gpus: int  # 0: FAISS on the CPU
+    trainer: dict[str, Any]  # accelerator, devices, num_nodes, strategy, precision
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether loaders should pin host memory (a CUDA device takes the batches)."""
+        return self.torch.type == "cuda"
+
+
+def resolve_devices(device: DeviceConfig, trainer: TrainerConfig) -> Devices:
+    """The devices of a command for the ``device`` and ``train.trainer`` config sections."""
+    torch_dev = torch_device(device.torch)
+    return Devices(torch_dev, faiss_gpus(device.faiss), trainer_kwargs(trainer, torch_dev))
+
+
+def cpu_devices() -> Devices:
+    """Everything on the CPU, one process (tests, benchmarks that say so)."""
+    import torch
+
+    cpu = torch.device("cpu")
+    return Devices(cpu, 0, {"accelerator": "cpu", "devices": 1, "num_nodes": 1,
+                            "strategy": "auto", "precision": "32-true"})  # fmt: skip
+
+
+def trainer_kwargs(t: TrainerConfig, device: torch.device) -> dict[str, Any]:
+    """Lightning Trainer settings (accelerator, devices, precision, strategy) for the
+    ``train.trainer`` section ``t`` and torch's ``device``."""
     accelerator = t.accelerator
     if accelerator == "auto":
         accelerator = "gpu" if device.type == "cuda" else "cpu"

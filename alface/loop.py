@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from alface import splits
-from alface.batching import BATCHES_DIR, emit, pick, score_free_pool, scores_for
+from alface.batching import BATCHES_DIR, PoolScores, emit, pick, score_free_pool, scores_for
+from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
+from alface.store import Iteration, LabelBatch, Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -108,11 +110,12 @@ class Loop:
     def __init__(
         self,
         wd: Workdir,
+        devices: Devices,
         oracle: Oracle | None = None,
         progress: ProgressFn | None = None,
         on_step: StepHook | None = None,
     ) -> None:
-        self.wd, self.store, self.cfg = wd, wd.store, wd.cfg
+        self.wd, self.store, self.cfg, self.devices = wd, wd.store, wd.cfg, devices
         self.oracle, self.progress, self.on_step = oracle, progress, on_step
 
     # position ------------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ class Loop:
         pos = self.position() | where | {"step": step}
         self.store.set_meta(META_KEY, json.dumps(pos))
         if pos["iteration"] is not None and step in _INNER:
-            self.store.update_iteration(pos["iteration"], state=step)
+            self.store.runs.update_iteration(pos["iteration"], state=step)
 
     @contextlib.contextmanager
     def _commit(self, name: str) -> Iterator[None]:
@@ -150,33 +153,32 @@ class Loop:
 
     # helpers ---------------------------------------------------------------------------------------
     def _round_idx(self) -> int:
-        return len(self.store.rounds())
+        return len(self.store.runs.rounds())
 
-    def _current(self) -> Any:
-        """The store row of the current iteration."""
-        pos = self.position()
-        return next(r for r in self.store.iterations(pos["round"]) if r["id"] == pos["iteration"])
+    def _current(self) -> Iteration:
+        """The current iteration."""
+        return self.store.runs.iteration(self.position()["iteration"])
 
     def _batch_dir(self, kind: str) -> Path:
-        name = f"r{self._round_idx()}-i{self._current()['idx'] + 1}-{kind}"
+        name = f"r{self._round_idx()}-i{self._current().idx + 1}-{kind}"
         return self.wd.path(BATCHES_DIR, mkdir=True) / name
 
-    def _open_batches(self) -> list[Any]:
-        return self.store.open_batches()
+    def _open_batches(self) -> list[LabelBatch]:
+        return self.store.runs.open_batches()
 
     def _await_labels(self, next_step: str) -> LoopResult | None:
         """Close the open batches once labeled (the oracle answers when there is one)."""
-        pending = {b["id"]: self.store.pending_items(b["id"]) for b in self._open_batches()}
+        pending = {b.id: self.store.runs.pending_items(b.id) for b in self._open_batches()}
         todo = [i for ids in pending.values() for i in ids]
         if todo and self.oracle is not None:
-            self.oracle.annotate(self.store, todo, command="loop:oracle")
-            pending = {b: self.store.pending_items(b) for b in pending}
+            self.oracle.annotate(self.store, todo)
+            pending = {b: self.store.runs.pending_items(b) for b in pending}
             todo = [i for ids in pending.values() for i in ids]
         if todo:
             return LoopResult(self.position()["step"], "labels", self._label_lines(pending))
         with self._commit(self.position()["step"]):
             for batch_id in pending:
-                self.store.close_batch(batch_id)
+                self.store.runs.close_batch(batch_id)
             self._goto(next_step)
         return None
 
@@ -184,9 +186,9 @@ class Loop:
         root = self.wd.root
         lines = [f"{sum(map(len, pending.values()))} faces wait for labels:"]
         for batch_id, ids in pending.items():
-            b = self.store.batch(batch_id)
-            lines.append(f"  batch {batch_id} ({b['kind']}): {len(ids)} in {root / b['out_dir']}")
-        if queue := self.store.review_queue():
+            b = self.store.runs.batch(batch_id)
+            lines.append(f"  batch {batch_id} ({b.kind}): {len(ids)} in {root / str(b.out_dir)}")
+        if queue := self.store.labels.review_queue():
             lines.append(f"  {len(queue)} in the review queue: alface review {root} --out DIR")
         lines.append(
             f"label them (batch.csv or Label Studio), then: alface import-labels {root} FILE"
@@ -198,17 +200,16 @@ class Loop:
         """Metrics of the model of this step: the recorded one, else a newly trained one."""
         from alface.training import train
 
-        rows = self.store.conn.execute(
-            "SELECT * FROM models WHERE iteration_id IS ? AND created >= ? ORDER BY id DESC",
-            (iteration_id, self.store.current_round()["started"]),
-        ).fetchall()
-        if rows:
-            return json.loads(rows[0]["metrics"] or "{}")
-        return train(self.wd, self.progress, iteration_id).metrics
+        since = self.store.runs.current_round().started
+        if (done := self.store.runs.model_of(iteration_id, since)) is not None:
+            return done.metrics or {}
+        return train(self.wd, self.devices, self.progress, iteration_id).metrics
 
     # outer loop ----------------------------------------------------------------------------------
     def _do_bootstrap(self) -> LoopResult | None:
-        labeled = self.store.labels(self.store.item_ids(("train", "val", "overfit", "pool")))
+        labeled = self.store.labels.resolved(
+            self.store.items.ids(("train", "val", "overfit", "pool"))
+        )
         if labeled or self._open_batches():
             with self._commit("bootstrap"):
                 self._goto("wait_initial")
@@ -234,21 +235,22 @@ class Loop:
                 self._goto("done")
             return None
         if not len(splits.free_pool(self.store)):
-            rounds = self.store.rounds()
-            why = f"round {len(rounds)} ended: {rounds[-1]['stop_reason']}" if rounds else None
+            rounds = self.store.runs.rounds()
+            why = f"round {len(rounds)} ended: {rounds[-1].stop_reason}" if rounds else None
             return LoopResult("round_start", "pool", _pool_lines(self.wd.root, why))
         with self._commit("round_start"):
-            splits.promote_labeled(self.store, self.cfg)
-            round_id = self.store.start_round()
+            splits.promote_labeled(self.store, self.cfg.data.val_fraction)
+            round_id = self.store.runs.start_round()
             rng = rng_for(self.cfg.seed, self._round_idx(), 0, "overfit")
-            splits.draw_overfit_set(self.store, self.cfg, rng, round_id)
+            splits.draw_overfit_set(self.store, self.cfg.data.overfit_size, rng, round_id)
             self._goto("baseline", round=round_id, iteration=None)
         return None
 
     def _do_baseline(self) -> LoopResult | None:
         metrics = self._train(None)
         with self._commit("baseline"):
-            self.store.set_round_baseline(self.position()["round"], metrics.get("overfit") or {})
+            round_id = self.position()["round"]
+            self.store.runs.set_round_baseline(round_id, metrics.get("overfit") or {})
             self._goto("iteration")
         return None
 
@@ -256,24 +258,25 @@ class Loop:
         pos = self.position()
         reason = pos.get("reason") or STALLED
         with self._commit("round_end"):
-            splits.release_itval_set(self.store, self.cfg, pos["round"], pos["iteration"])
+            val_fraction = self.cfg.data.val_fraction
+            splits.release_itval_set(self.store, val_fraction, pos["round"], pos["iteration"])
             splits.return_overfit_set(self.store, pos["round"])
             if reason != TARGET:
                 splits.scrap_pool(self.store, pos["round"])
-            self.store.end_round(pos["round"], reason)
+            self.store.runs.end_round(pos["round"], reason)
             self._goto("done" if reason == TARGET else "round_start", reason=None)
         return None
 
     def _do_done(self) -> LoopResult:
-        rounds = self.store.rounds()
+        rounds = self.store.runs.rounds()
         lines = [f"the loop is done after {len(rounds)} round(s):"]
-        lines += [f"  round {i}: {r['stop_reason']}" for i, r in enumerate(rounds, 1)]
+        lines += [f"  round {i}: {r.stop_reason}" for i, r in enumerate(rounds, 1)]
         return LoopResult("done", "", lines)
 
     # inner loop ----------------------------------------------------------------------------------
     def _do_iteration(self) -> LoopResult | None:
         pos = self.position()
-        n_done = len(self.store.iterations(pos["round"]))
+        n_done = len(self.store.runs.iterations(pos["round"]))
         stop = MAX_ITERATIONS if n_done >= self.cfg.loop.max_iterations else None
         if stop is None and len(splits.free_pool(self.store)) < 2:
             stop = EXHAUSTED
@@ -281,39 +284,37 @@ class Loop:
             if stop:
                 self._goto("round_end", reason=stop)
             else:
-                it = self.store.add_iteration(pos["round"], state="score")
+                it = self.store.runs.add_iteration(pos["round"], state="score")
                 self._goto("score", iteration=it, scoring=None)
         return None
 
     def _do_score(self) -> LoopResult | None:
-        _, scoring_id, _ = score_free_pool(self.wd, splits.free_pool(self.store), self.progress)
+        scoring = score_free_pool(
+            self.wd, self.devices, splits.free_pool(self.store), self.progress
+        )
         with self._commit("score"):
-            self._goto("itval", scoring=scoring_id)
+            self._goto("itval", scoring=scoring.id)
         return None
 
-    def _scoring(self) -> Any:
-        """The store row of this iteration's pool scoring."""
-        return self.store.conn.execute(
-            "SELECT * FROM scorings WHERE id = ?", (self.position()["scoring"],)
-        ).fetchone()
+    def _scoring(self) -> Scoring:
+        """This iteration's pool scoring."""
+        return self.store.runs.scoring(self.position()["scoring"])
 
-    def _scores(self, ids: np.ndarray) -> Any:
-        row = self._scoring()
-        return scores_for(np.asarray(ids, np.int64), self.wd.root / row["path"], row["model_id"])
+    def _scores(self, ids: np.ndarray) -> PoolScores:
+        scoring = self._scoring()
+        return scores_for(np.asarray(ids, np.int64), self.wd.root / scoring.path,
+                          scoring.model_id)  # fmt: skip
 
     def _do_itval(self) -> LoopResult | None:
-        from alface.device import faiss_gpus
-
-        pos, idx = self.position(), self._current()["idx"] + 1
+        pos, idx = self.position(), self._current().idx + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
         # a small last pool: keep at least half of it for the batch
         n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
-        cfg = self.cfg.replace(f"data.itval_size={n}")
         with self._commit("itval"):
             ids = splits.draw_itval_set(
-                self.store, cfg, rng, pos["round"], pos["iteration"],
-                (scores.ids, scores.emb), faiss_gpus(self.cfg.device.faiss),
+                self.store, n, rng, pos["round"], pos["iteration"], (scores.ids, scores.emb),
+                self.cfg.select.n_clusters, self.devices.faiss_gpus,
             )  # fmt: skip
             # no predictions shown: they would sway the labels of the set that judges the model
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
@@ -323,11 +324,11 @@ class Loop:
         return None
 
     def _do_select(self) -> LoopResult | None:
-        pos, idx = self.position(), self._current()["idx"] + 1
+        pos, idx = self.position(), self._current().idx + 1
         seed = seed_for(self.cfg.seed, self._round_idx(), idx, "select")
         strategy = self.cfg.select.strategy
         entries, message = pick(
-            self.wd, self._scores(splits.free_pool(self.store)), strategy,
+            self.wd, self.devices, self._scores(splits.free_pool(self.store)), strategy,
             self.cfg.select.batch_size, seed,
         )  # fmt: skip
         with self._commit("select"):
@@ -349,7 +350,7 @@ class Loop:
         pos, it = self.position(), self._current()
         after = self._train(pos["iteration"])  # recorded by the train step
         before = self._itval_before()
-        baseline = json.loads(self.store.current_round()["baseline"] or "{}")
+        baseline = self.store.runs.current_round().baseline or {}
         m, lc = self.cfg.loop.metric, self.cfg.loop
         ok, reason = decide(
             (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
@@ -361,12 +362,14 @@ class Loop:
         record = self._record(after, before, baseline, ok, reason)
         self._report(record, it)
         with self._commit("decide"):
-            self.store.update_iteration(
+            self.store.runs.update_iteration(
                 pos["iteration"], state="done", metrics=record,
                 decision="continue" if ok else "stop", stop_reason=reason, ended=True,
             )  # fmt: skip
             if ok:
-                splits.release_itval_set(self.store, self.cfg, pos["round"], pos["iteration"])
+                splits.release_itval_set(
+                    self.store, self.cfg.data.val_fraction, pos["round"], pos["iteration"]
+                )
                 self._goto("iteration")
             else:
                 self._goto("round_end", reason=reason)
@@ -376,7 +379,7 @@ class Loop:
         """The previous model's metrics on this iteration's itval set (from the pool scores)."""
         from alface.metrics import probs_metrics
 
-        labels = self.store.labels(self.store.item_ids("itval"))
+        labels = self.store.labels.resolved(self.store.items.ids("itval"))
         if not labels:
             return None
         ids = np.array(sorted(labels), np.int64)
@@ -393,7 +396,7 @@ class Loop:
             metrics["itval (previous model)"] = before
         m = self.cfg.loop.metric
         return {
-            "labels_used": len(self.store.labels()),
+            "labels_used": len(self.store.labels.resolved()),
             "metrics": metrics,
             "checks": {
                 "metric": m,
@@ -412,19 +415,17 @@ class Loop:
         """Write reports/rR-iI/report.{json,png}: metrics, class balance, checks, history."""
         from alface.report import iteration_report
 
-        r, i = self._round_idx(), it["idx"] + 1
-        history = [json.loads(x["metrics"]) for x in self.store.iterations() if x["metrics"]]
-        batch = self.store.conn.execute(
-            "SELECT id FROM batches WHERE iteration_id = ? AND kind = 'select'", (it["id"],)
-        ).fetchone()
-        batch_ids = [b["item_id"] for b in self.store.batch_items(batch["id"])] if batch else []
+        r, i = self._round_idx(), it.idx + 1
+        history = [x.metrics for x in self.store.runs.iterations() if x.metrics]
+        batch = self.store.runs.batch_of(it.id, "select")
+        batch_ids = [e.item_id for e in self.store.runs.entries(batch.id)] if batch else []
         info = record | {
             "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
             "metric": self.cfg.loop.metric, "history": history,
             "balance": {
                 "pool (predicted)": self._pool_predicted(),  # unlabeled: the model's guess
-                "batch": dict(Counter(self.store.labels(batch_ids).values())),
-                "labeled": self.store.class_counts(("train", "val", "overfit", "itval")),
+                "batch": dict(Counter(self.store.labels.resolved(batch_ids).values())),
+                "labeled": self.store.labels.class_counts(("train", "val", "overfit", "itval")),
             },
         }  # fmt: skip
         iteration_report(self.wd.path(REPORTS_DIR, f"r{r}-i{i}", mkdir=True), info)
@@ -433,7 +434,7 @@ class Loop:
         """Class counts of the scored pool as the previous model predicts them."""
         from alface.scoring import load_scores
 
-        probs = load_scores(self.wd.root / self._scoring()["path"])[1]
+        probs = load_scores(self.wd.root / self._scoring().path)[1]
         classes = self.cfg.labels.classes
         return dict(Counter(classes[int(k)] for k in np.argmax(probs, axis=1)))
 

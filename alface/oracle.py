@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from alface.datasets import LabeledFolder, canonical, read_label_rows
+from alface.annotate.record import LabelReport, LabelRow, SessionSpec, record_labels
+from alface.classes import canonical_label
+from alface.datasets import LabeledFolder, read_label_rows
 from alface.errors import AlfaceError
-from alface.store import Store
+from alface.store import Item, Store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Oracle:
         the current directory) to class names, which must be among ``classes``."""
         base = Path(base_dir if base_dir is not None else Path.cwd()).absolute()
         self.classes = tuple(classes)
-        bad = sorted({v for v in labels.values() if canonical(str(v), self.classes) is None})
+        bad = sorted({v for v in labels.values() if canonical_label(str(v), self.classes) is None})
         if bad:
             raise OracleError(
                 f"unknown class(es) {', '.join(map(repr, bad[:5]))} in the known labels; "
@@ -48,7 +49,7 @@ class Oracle:
             )
         self._labels: dict[str, str] = {}
         for ref, label in labels.items():
-            self._labels[str(ref)] = canonical(str(label), self.classes)  # type: ignore[assignment]
+            self._labels[str(ref)] = canonical_label(str(label), self.classes)  # type: ignore[assignment]
             for key in _path_keys(str(ref), base):
                 self._labels.setdefault(key, self._labels[str(ref)])
 
@@ -82,18 +83,18 @@ class Oracle:
     ) -> list[tuple[int, str]]:
         """(item_id, label) for ``item_ids`` in order; items the oracle cannot label raise an
         OracleError naming a few (or are left out, when ``skip_unknown``)."""
-        rows = store.items(item_ids)
-        faces = _faces_per_source(store, {r["source_path"] for r in rows if r["source_path"]})
+        items = store.items.get(item_ids)
+        faces = store.items.count_by_source({i.source_path for i in items if i.source_path})
         out, unknown = [], []
-        for row in rows:
-            label, why = self._lookup(store, row, faces)
+        for item in items:
+            label, why = self._lookup(store, item, faces)
             if label is None:
-                unknown.append(f"{row['uid']} ({row['crop_path']}: {why})")
+                unknown.append(f"{item.uid} ({item.crop_path}: {why})")
             else:
-                out.append((int(row["id"]), label))
+                out.append((item.id, label))
         if unknown and not skip_unknown:
             raise OracleError(
-                f"the oracle has no label for {len(unknown)} of {len(rows)} item(s), e.g. "
+                f"the oracle has no label for {len(unknown)} of {len(items)} item(s), e.g. "
                 + "; ".join(unknown[:3])
             )
         if unknown:
@@ -101,25 +102,26 @@ class Oracle:
         return out
 
     def annotate(
-        self,
-        store: Store,
-        item_ids: Sequence[int] | np.ndarray,
-        skip_unknown: bool = False,
-        command: str = "oracle",
-    ) -> list[tuple[int, str]]:
-        """Answer ``item_ids`` and record the labels as annotator "oracle" (kind oracle) in one
-        transaction; returns the answers."""
-        answers = self.answer(store, item_ids, skip_unknown=skip_unknown)
-        with store.transaction(command):
-            store.annotate([(i, label, ANNOTATOR) for i, label in answers], kind="oracle")
-        return answers
+        self, store: Store, item_ids: Sequence[int] | np.ndarray, skip_unknown: bool = False
+    ) -> LabelReport:
+        """Answer ``item_ids`` and record the labels through the label entry point, as annotator
+        "oracle" (kind oracle), in one session."""
+        rows = [
+            LabelRow(item_id, label, row=n)
+            for n, (item_id, label) in enumerate(self.answer(store, item_ids, skip_unknown), 1)
+        ]
+        session = SessionSpec("oracle", "oracle", annotator=ANNOTATOR, annotation_kind="oracle")
+        report = record_labels(store, rows, session, self.classes)
+        if report.rejected:  # the answers come from the store itself: a bug if this happens
+            raise OracleError(f"oracle labels refused: {report.problems[:3]}")
+        return report
 
-    def _lookup(self, store: Store, row: sqlite3.Row, faces: Counter) -> tuple[str | None, str]:
-        """The label of an item row (uid, then crop path, then source path) and else why not."""
-        for key in [row["uid"], *_path_keys(row["crop_path"], store.root.absolute())]:
+    def _lookup(self, store: Store, item: Item, faces: Counter) -> tuple[str | None, str]:
+        """The label of an item (uid, then crop path, then source path) and else why not."""
+        for key in [item.uid, *_path_keys(item.crop_path, store.root.absolute())]:
             if key in self._labels:
                 return self._labels[key], ""
-        src = row["source_path"]
+        src = item.source_path
         if not src:
             return None, "no known label for its uid or crop path"
         keys = [k for base in (store.root.absolute(), Path.cwd()) for k in _path_keys(src, base)]
@@ -138,19 +140,3 @@ def _path_keys(ref: str, base: Path) -> list[str]:
     p = Path(ref.replace("\\", "/")).expanduser()
     full = Path(os.path.normpath(p if p.is_absolute() else base / p))
     return list(dict.fromkeys([str(full), os.path.realpath(full)]))
-
-
-def _faces_per_source(store: Store, sources: set[str]) -> Counter:
-    """How many items the store holds from each of ``sources``."""
-    counts: Counter = Counter()
-    srcs = sorted(sources)
-    for start in range(0, len(srcs), 900):
-        chunk = srcs[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        for src, n in store.conn.execute(
-            f"SELECT source_path, COUNT(*) FROM items WHERE source_path IN ({marks})"
-            " GROUP BY source_path",
-            chunk,
-        ):
-            counts[src] = n
-    return counts

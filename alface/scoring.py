@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from alface.device import RankDone, is_global_zero
+from alface.device import Devices, RankDone, is_global_zero
 from alface.errors import AlfaceError
 from alface.model import FaceClassifier
 from alface.progress import ProgressFn
+from alface.store import Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -40,16 +40,6 @@ PARTS = {"item_id": np.int64, "probs": np.float32, "emb": np.float32}  # a DDP r
 
 class ScoringError(AlfaceError):
     """Scores that cannot be written or read (no model, missing rows, missing files)."""
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """A recorded scoring: its store id, the model that scored, the folder and its size."""
-
-    id: int
-    model_id: int
-    path: Path
-    n_items: int
 
 
 def create_score_files(folder: Path, ids: np.ndarray, num_classes: int, dim: int) -> None:
@@ -259,6 +249,7 @@ def embed(
 
 def score_pool(
     wd: Workdir,
+    devices: Devices,
     ids: Sequence[int] | np.ndarray | None = None,
     name: str | None = None,
     progress: ProgressFn | None = None,
@@ -266,32 +257,30 @@ def score_pool(
     """Score the pool (or ``ids``) with the latest model into WORKDIR/scores/NAME; recorded.
 
     NAME defaults to ``model<ID>``. Images are read at the size the model was trained at,
-    ``select.score_batch_size`` at a time, on the device ``wd.cfg`` picks.
+    ``select.score_batch_size`` at a time, on ``devices``.
     """
     from alface.data import ActiveDataModule
-    from alface.device import trainer_kwargs
     from alface.model import load_model
 
-    row = wd.store.latest_model()
-    if row is None:
+    record = wd.store.runs.latest_model()
+    if record is None:
         raise ScoringError("no trained model yet: run `alface train` first")
-    model = load_model(wd.root / row["path"])
-    cfg = wd.cfg.replace(
-        f"data.batch_size={wd.cfg.select.score_batch_size}",
-        f"data.image_size={model.config.image_size}",
-    )
+    model = load_model(wd.root / record.path)
     overrides = None if ids is None else {"predict": np.unique(np.asarray(ids, dtype=np.int64))}
-    dm = ActiveDataModule(wd.root, cfg, ids=overrides)
+    dm = ActiveDataModule(
+        wd.root, wd.cfg, ids=overrides, image_size=model.config.image_size,
+        batch_size=wd.cfg.select.score_batch_size, pin_memory=devices.pin_memory,
+    )  # fmt: skip
     dm.prepare_data()
     dm.setup("predict")
     todo = dm.splits["predict"]
     if progress:
         progress(0, total=len(todo))
-    folder = wd.path(SCORES_DIR, mkdir=True) / (name or f"model{row['id']}")
-    write_scores(model, dm.predict_dataloader(), todo, folder, trainer_kwargs(cfg), progress)
+    folder = wd.path(SCORES_DIR, mkdir=True) / (name or f"model{record.id}")
+    write_scores(model, dm.predict_dataloader(), todo, folder, devices.trainer, progress)
     if not is_global_zero():
         raise RankDone("pool scored")  # rank 0 records the scoring and goes on alone
     rel = str(folder.relative_to(wd.root))
     with wd.store.transaction("score"):
-        scoring_id = wd.store.add_scoring(int(row["id"]), rel, len(todo))
-    return Scoring(scoring_id, int(row["id"]), folder, len(todo))
+        scoring_id = wd.store.runs.add_scoring(record.id, rel, len(todo))
+    return wd.store.runs.scoring(scoring_id)

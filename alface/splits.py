@@ -6,18 +6,16 @@ each leaves the store as before or after it, and every move is in the split hist
 
 Split life of an item: ``pool`` -> (``itval``) -> ``train`` | ``val`` once it has a resolved
 label; ``train`` <-> ``overfit`` for the length of a round; unused ``pool`` -> ``scrapped``
-when a round ends. Nothing is ever deleted.
+when a round ends (``alface pool restore`` brings them back).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 
-from alface.config import Config
 from alface.errors import AlfaceError
 from alface.store import Store
 
@@ -97,16 +95,10 @@ def cluster_stratified_sample(
 
 
 def _kmeans_assign(x: np.ndarray, k: int, seed: int, faiss_gpus: int) -> np.ndarray:
-    """Cluster of each row of ``x`` (N, D) float32 under FAISS k-means with ``k`` centroids: (N,)."""
-    import faiss
+    """Cluster of each row of ``x`` (N, D) float32 under k-means with ``k`` centroids: (N,)."""
+    from alface.select.diversity import kmeans
 
-    km = faiss.Kmeans(
-        x.shape[1], k, niter=20, nredo=3, seed=seed, gpu=faiss_gpus or False,
-        min_points_per_centroid=1,
-    )  # fmt: skip
-    km.train(x)
-    _, assign = km.index.search(x, 1)
-    return assign[:, 0].astype(np.int64)
+    return kmeans(x, k, iters=20, seed=seed, gpus=faiss_gpus, points_per_centroid=0)[0]
 
 
 def in_val(uid: str, val_fraction: float) -> bool:
@@ -117,58 +109,59 @@ def in_val(uid: str, val_fraction: float) -> bool:
 
 # -- moves in the store -----------------------------------------------------------------------
 def draw_overfit_set(
-    store: Store, cfg: Config, rng: np.random.Generator, round_id: int
+    store: Store, size: int, rng: np.random.Generator, round_id: int
 ) -> np.ndarray:
-    """Move ``cfg.data.overfit_size`` labeled-train items (stratified by label) to 'overfit'.
+    """Move ``size`` labeled-train items (stratified by label) to 'overfit'.
 
     At most half of labeled-train is taken, so that something is left to train on. When the
     overfitting set of this round is already drawn (a resumed command), its ids come back.
     """
-    out = store.item_ids("overfit")
+    out = store.items.ids("overfit")
     if len(out):
-        rounds = _last_rounds(store, out)
+        rounds = store.items.last_move_rounds(out)
         if rounds != {round_id}:
             raise SplitError(
                 f"the overfitting set of round(s) {sorted(rounds)} is still out; "
                 f"return it (return_overfit_set) before drawing one for round {round_id}"
             )
         return out
-    train = store.item_ids("train")
-    labels = store.labels(train)
+    train = store.items.ids("train")
+    labels = store.labels.resolved(train)
     train = np.array([i for i in train if int(i) in labels], dtype=np.int64)
-    n = min(cfg.data.overfit_size, len(train) // 2)
+    n = min(size, len(train) // 2)
     picked = train[stratified_sample(np.array([labels[int(i)] for i in train]), n, rng)]
     with store.transaction("draw_overfit_set"):
-        store.move(picked, "overfit", round_id=round_id, reason="overfit set")
+        store.items.move(picked, "overfit", round_id=round_id, reason="overfit set")
     log.info("overfitting set of round %d: %d of %d labeled-train", round_id, n, len(train))
     return picked
 
 
 def return_overfit_set(store: Store, round_id: int) -> np.ndarray:
     """Move the overfitting set back to labeled-train; returns its ids."""
-    ids = store.item_ids("overfit")
+    ids = store.items.ids("overfit")
     with store.transaction("return_overfit_set"):
-        store.move(ids, "train", round_id=round_id, reason="overfit set returned")
+        store.items.move(ids, "train", round_id=round_id, reason="overfit set returned")
     return ids
 
 
 def draw_itval_set(
     store: Store,
-    cfg: Config,
+    size: int,
     rng: np.random.Generator,
     round_id: int,
     iteration_id: int | None = None,
     embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+    n_clusters: int = 10,
     faiss_gpus: int = 0,
 ) -> np.ndarray:
-    """Move ``cfg.data.itval_size`` unlabeled pool items not waiting in an open batch (capped
-    by how many there are) to 'itval'; returns them.
+    """Move ``size`` unlabeled pool items not waiting in an open batch (capped by how many there
+    are) to 'itval'; returns them.
 
-    With ``embeddings`` = (ids (N,), emb (N, D)) the draw is stratified over k-means clusters
-    (``cfg.select.n_clusters``) of the pool items that have one; otherwise it is uniform.
+    With ``embeddings`` = (ids (N,), emb (N, D)) the draw is stratified over ``n_clusters``
+    k-means clusters of the pool items that have one; otherwise it is uniform.
     """
     pool = free_pool(store)
-    n = min(cfg.data.itval_size, len(pool))
+    n = min(size, len(pool))
     picked = None
     if embeddings is not None and n:
         emb_ids, emb = np.asarray(embeddings[0], np.int64), np.asarray(embeddings[1])
@@ -177,47 +170,48 @@ def draw_itval_set(
         keep = np.isin(emb_ids, pool)
         emb_ids, emb = emb_ids[keep], emb[keep]
         if len(emb_ids) >= n:
-            rows = cluster_stratified_sample(emb, n, cfg.select.n_clusters, rng, faiss_gpus)
+            rows = cluster_stratified_sample(emb, n, n_clusters, rng, faiss_gpus)
             picked = np.sort(emb_ids[rows])
         else:
             log.warning("only %d pool items have embeddings: uniform itval draw", len(emb_ids))
     if picked is None:
         picked = pool[np.sort(rng.choice(len(pool), size=n, replace=False))]
     with store.transaction("draw_itval_set"):
-        store.move(picked, "itval", round_id, iteration_id, reason="iteration-validation set")
+        store.items.move(picked, "itval", round_id, iteration_id, reason="iteration-validation set")
     return picked
 
 
+def _train_val(store: Store, ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, val ids) of the labeled items among ``ids``, by :func:`in_val` of their uid."""
+    labeled = store.labels.resolved(ids)
+    items = store.items.get(sorted(labeled))
+    val = np.array([i.id for i in items if in_val(i.uid, val_fraction)], np.int64)
+    return np.setdiff1d(np.array([i.id for i in items], np.int64), val), val
+
+
 def promote_labeled(
-    store: Store, cfg: Config, round_id: int | None = None, iteration_id: int | None = None
+    store: Store, val_fraction: float, round_id: int | None = None, iteration_id: int | None = None
 ) -> dict[str, np.ndarray]:
     """Move pool items that have a resolved label to 'train' or 'val' (by :func:`in_val`)."""
-    pool = store.item_ids("pool")
-    labeled = sorted(store.labels(pool))
-    rows = store.items(labeled)
-    val = np.array([r["id"] for r in rows if in_val(r["uid"], cfg.data.val_fraction)], np.int64)
-    train = np.setdiff1d(np.array(labeled, dtype=np.int64), val)
+    train, val = _train_val(store, store.items.ids("pool"), val_fraction)
     with store.transaction("promote_labeled"):
-        store.move(train, "train", round_id, iteration_id, reason="labeled")
-        store.move(val, "val", round_id, iteration_id, reason="labeled")
+        store.items.move(train, "train", round_id, iteration_id, reason="labeled")
+        store.items.move(val, "val", round_id, iteration_id, reason="labeled")
     return {"train": train, "val": val}
 
 
 def release_itval_set(
-    store: Store, cfg: Config, round_id: int, iteration_id: int | None = None
+    store: Store, val_fraction: float, round_id: int, iteration_id: int | None = None
 ) -> dict[str, np.ndarray]:
     """Empty 'itval': labeled items go to 'train'/'val' (as in :func:`promote_labeled`), the
     others back to the pool. Returns dict(train=ids, val=ids, pool=ids)."""
-    ids = store.item_ids("itval")
-    labels = store.labels(ids)
-    rows = store.items([i for i in ids if int(i) in labels])
-    val = np.array([r["id"] for r in rows if in_val(r["uid"], cfg.data.val_fraction)], np.int64)
-    train = np.setdiff1d(np.array([r["id"] for r in rows], dtype=np.int64), val)
+    ids = store.items.ids("itval")
+    train, val = _train_val(store, ids, val_fraction)
     pool = np.setdiff1d(ids, np.concatenate([train, val]))
     with store.transaction("release_itval_set"):
-        store.move(train, "train", round_id, iteration_id, reason="itval labeled")
-        store.move(val, "val", round_id, iteration_id, reason="itval labeled")
-        store.move(pool, "pool", round_id, iteration_id, reason="itval released")
+        store.items.move(train, "train", round_id, iteration_id, reason="itval labeled")
+        store.items.move(val, "val", round_id, iteration_id, reason="itval labeled")
+        store.items.move(pool, "pool", round_id, iteration_id, reason="itval released")
     return {"train": train, "val": val, "pool": pool}
 
 
@@ -225,28 +219,13 @@ def scrap_pool(store: Store, round_id: int) -> np.ndarray:
     """Move the unused pool (unlabeled, not waiting in an open batch) to 'scrapped'; returns ids."""
     ids = free_pool(store)
     with store.transaction("scrap_pool"):
-        store.move(ids, "scrapped", round_id=round_id, reason="round ended")
+        store.items.move(ids, "scrapped", round_id=round_id, reason="round ended")
     return ids
 
 
 def free_pool(store: Store) -> np.ndarray:
     """Pool items without a resolved label and not waiting in an open batch (sorted int64)."""
-    pool = store.item_ids("pool")
-    busy = [i for b in store.open_batches() for i in store.pending_items(b["id"])]
-    busy += list(store.labels(pool))  # labeled: promote_labeled takes them
+    pool = store.items.ids("pool")
+    busy = [i for b in store.runs.open_batches() for i in store.runs.pending_items(b.id)]
+    busy += list(store.labels.resolved(pool))  # labeled: promote_labeled takes them
     return np.setdiff1d(pool, np.array(busy, dtype=np.int64))
-
-
-def _last_rounds(store: Store, ids: Sequence[int] | np.ndarray) -> set[int | None]:
-    """The rounds in which ``ids`` made their latest split move."""
-    found: set[int | None] = set()
-    for start in range(0, len(ids), 900):
-        chunk = [int(i) for i in ids[start : start + 900]]
-        rows = store.conn.execute(
-            "SELECT e.round_id FROM split_events e JOIN (SELECT item_id, MAX(id) AS id"
-            f" FROM split_events WHERE item_id IN ({','.join('?' * len(chunk))})"
-            " GROUP BY item_id) last ON last.id = e.id",
-            chunk,
-        ).fetchall()
-        found |= {r[0] for r in rows}
-    return found

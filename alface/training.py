@@ -39,13 +39,13 @@ from torch.utils.data import DataLoader
 from alface import probe
 from alface.config import Config, dump_config, from_dict
 from alface.data import ActiveDataModule
-from alface.device import RankDone, is_global_zero, start_ranks, trainer_kwargs
+from alface.device import Devices, RankDone, is_global_zero, start_ranks
 from alface.errors import AlfaceError
 from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
 from alface.scoring import inference_trainer
 from alface.splits import promote_labeled
-from alface.store import Store
+from alface.store import ModelRecord, Store
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -82,20 +82,25 @@ Loaders = tuple[DataLoader, DataLoader | None, dict[str, DataLoader]]  # train, 
 
 
 def train(
-    wd: Workdir, progress: ProgressFn | None = None, iteration_id: int | None = None
+    wd: Workdir,
+    devices: Devices,
+    progress: ProgressFn | None = None,
+    iteration_id: int | None = None,
 ) -> TrainResult:
     """Retrain on the labeled set of ``wd``, evaluate on val/overfit/itval, record the model."""
     cfg, store = wd.cfg, wd.store
     check_monitor(cfg.train.monitor)
-    tk = trainer_kwargs(cfg)
+    tk = devices.trainer
     barrier = start_ranks(tk)  # under DDP every rank runs train(); only rank 0 writes
     if is_global_zero():
         with store.transaction("train"):
-            promote_labeled(store, cfg, _round_of(store, iteration_id), iteration_id)
+            promote_labeled(
+                store, cfg.data.val_fraction, _round_of(store, iteration_id), iteration_id
+            )
     barrier()
-    if not store.labels(store.item_ids("train")):
+    if not store.labels.resolved(store.items.ids("train")):
         raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
-    dm = ActiveDataModule(wd.root, cfg)
+    dm = ActiveDataModule(wd.root, cfg, pin_memory=devices.pin_memory)
     dm.prepare_data()
     dm.setup("fit")
     n_labeled = len(dm.labeled("train")) + len(dm.labeled("val"))
@@ -116,7 +121,7 @@ def train(
     path = _finish_run_dir(run_dir, best, cfg, metrics)
     rel = str(path.relative_to(wd.root))
     with store.transaction("train"):
-        model_id = store.add_model(rel, cfg.backbone.name, n_labeled, metrics, iteration_id)
+        model_id = store.runs.add_model(rel, cfg.backbone.name, n_labeled, metrics, iteration_id)
     log.info("model %d: %s (%d labeled, %d epochs)", model_id, rel, n_labeled, epochs)
     return TrainResult(model_id, path, cfg.backbone.name, n_labeled, metrics, epochs, bool(warm))
 
@@ -132,15 +137,14 @@ def fit_head(
     emb: np.ndarray,
     labels: np.ndarray,
     cfg: Config,
+    tk: dict[str, Any],
     val: tuple[np.ndarray, np.ndarray] | None = None,
-    tk: dict[str, Any] | None = None,
 ) -> FaceClassifier:
     """Train ``model``'s head on features ``emb`` (N, D) with ``labels`` (N,) int64.
 
-    Early stopping on ``val`` = (emb (M, D), labels (M,)) when given; ``tk`` are Trainer
-    settings (default: :func:`alface.device.trainer_kwargs` of ``cfg``). Returns ``model``.
+    ``tk`` are the Trainer settings (:attr:`alface.device.Devices.trainer`); early stopping on
+    ``val`` = (emb (M, D), labels (M,)) when given. Returns ``model``.
     """
-    tk = tk or trainer_kwargs(cfg)
     train_loader = probe.feature_loader(np.arange(len(emb)), emb, labels, cfg, train=True)
     val_loader = None if val is None else probe.feature_loader(np.arange(len(val[0])), *val, cfg)
     with seeded(cfg.seed), tempfile.TemporaryDirectory() as tmp:
@@ -230,21 +234,26 @@ def evaluate(
 
 def warm_start(model: FaceClassifier, store: Store) -> bool:
     """Load the latest model's weights into ``model`` when backbone, size and classes match."""
-    row = store.latest_model()
-    if row is None:
+    record = store.runs.latest_model()
+    if record is None:
         return False
-    path = Path(row["path"]) if Path(row["path"]).is_absolute() else store.root / row["path"]
+    path = _model_path(store, record)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     prev, cfg = from_dict(ckpt["hyper_parameters"]["cfg"]), model.config
     same = (prev.backbone.name, prev.image_size, prev.labels.classes) == (
         cfg.backbone.name, cfg.image_size, cfg.labels.classes,
     )  # fmt: skip
     if not same or ckpt["hyper_parameters"]["num_classes"] != len(model.classes):
-        log.info("warm start skipped: model %d has another backbone, size or label set", row["id"])
+        log.info("warm start skipped: model %d has another backbone, size or label set", record.id)
         return False
     model.load_state_dict(ckpt["state_dict"])
-    log.info("warm start from model %d (%s)", row["id"], row["path"])
+    log.info("warm start from model %d (%s)", record.id, record.path)
     return True
+
+
+def _model_path(store: Store, record: ModelRecord) -> Path:
+    p = Path(record.path)
+    return p if p.is_absolute() else store.root / p
 
 
 class ProgressCallback(L.Callback):
@@ -268,19 +277,16 @@ class ProgressCallback(L.Callback):
 def _round_of(store: Store, iteration_id: int | None) -> int | None:
     """The round of ``iteration_id``, else the open round, else None."""
     if iteration_id is not None:
-        rows = [r for r in store.iterations() if r["id"] == iteration_id]
-        if not rows:
-            raise TrainError(f"unknown iteration {iteration_id}")
-        return int(rows[0]["round_id"])
-    row = store.current_round()
-    return int(row["id"]) if row is not None and row["state"] == "open" else None
+        return store.runs.iteration(iteration_id).round_id
+    last = store.runs.current_round()
+    return last.id if last is not None and last.state == "open" else None
 
 
 def _start_run_dir(wd: Workdir) -> Path:
     """An empty WORKDIR/models/N.partial, N one more than the newest model's id (made by global
     rank 0; the other DDP ranks only get its path)."""
-    row = wd.store.latest_model()
-    n = (int(row["id"]) if row is not None else 0) + 1
+    last = wd.store.runs.latest_model()
+    n = (last.id if last is not None else 0) + 1
     run_dir = wd.path(MODELS_DIR, mkdir=True) / f"{n}.partial"
     if is_global_zero():
         shutil.rmtree(run_dir, ignore_errors=True)  # left by a killed run

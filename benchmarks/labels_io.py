@@ -19,7 +19,7 @@ from alface.annotate.agreement import summarize
 from alface.annotate.export import assign_pairs, write_batch
 from alface.annotate.ingest import import_labels
 from alface.config import Config
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 
@@ -39,23 +39,23 @@ def main() -> None:
             path = root / "crops" / f"{i}.jpg"
             if i < args.batch:  # only the batch's crops are read (by the contact sheet)
                 Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(path)
-            records.append(ItemRecord(f"crops/{i}.jpg", hashlib.sha1(str(i).encode()).hexdigest()))
+            records.append(NewItem(f"crops/{i}.jpg", hashlib.sha1(str(i).encode()).hexdigest()))
         with wd.store.transaction("bench"):
-            ids = wd.store.add_items(records, pool=1)
+            ids = wd.store.items.add(records, pool=1)
         entries = [{"item_id": i, "cluster": k % 10, "reason": "near", "score": 1.0,
                     "predicted": "White"} for k, i in enumerate(ids[: args.batch])]  # fmt: skip
         entries = assign_pairs(entries, cfg.annotate.pair_fraction, rng)
         t = time.perf_counter()
         write_batch(Path(tmp) / "batch", wd.store, entries, cfg, 1)
         t_export = time.perf_counter() - t
-        uids = [r["uid"] for r in wd.store.items()]
+        uids = [r.uid for r in wd.store.items.get()]
         labels = rng.choice(cfg.labels.classes, size=len(uids))
         csv_path = Path(tmp) / "labels.csv"
         csv_path.write_text(
             "item,label\n" + "".join(f"{u},{lab}\n" for u, lab in zip(uids, labels, strict=True))
         )
         t = time.perf_counter()
-        report = import_labels(wd.store, csv_path, cfg, annotator="bench")
+        report = import_labels(wd.store, csv_path, cfg.labels.classes, annotator="bench")
         t_import = time.perf_counter() - t
         t = time.perf_counter()
         summarize(wd.store, cfg)

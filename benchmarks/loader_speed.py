@@ -27,7 +27,7 @@ from alface import splits
 from alface.cache import CropCache
 from alface.config import Config
 from alface.data import ActiveDataModule
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,12 +50,12 @@ def generated_crops(folder: Path, n: int, side: int = 200, seed: int = 0) -> lis
 def make_workdir(root: Path, files: list[Path], cfg: Config) -> Workdir:
     """A work directory with ``files`` as crops, all labeled and in labeled-train."""
     wd = Workdir.init(root, cfg)
-    records = [ItemRecord(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
+    records = [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
     classes = cfg.labels.classes
     with wd.store.transaction("bench"):
-        ids = wd.store.add_items(records, pool=1)
-        wd.store.annotate([(i, classes[i % len(classes)], "bench") for i in ids])
-    splits.promote_labeled(wd.store, cfg)
+        ids = wd.store.items.add(records, pool=1)
+        wd.store.labels.annotate([(i, classes[i % len(classes)], "bench") for i in ids])
+    splits.promote_labeled(wd.store, cfg.data.val_fraction)
     return wd
 
 
@@ -95,7 +95,7 @@ def main() -> None:
         )  # fmt: skip
         wd = make_workdir(tmp / "wd", files, cfg)
         start, cpu = time.perf_counter(), time.process_time()
-        CropCache.build(wd.store, wd.store.item_ids(), args.size)
+        CropCache.build(wd.store, wd.store.items.ids(), args.size)
         build_s, build_cpu = time.perf_counter() - start, time.process_time() - cpu
         cached = ActiveDataModule(wd.root, cfg)
         plain = ActiveDataModule(wd.root, cfg.replace("data.cache=false"))

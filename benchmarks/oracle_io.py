@@ -21,7 +21,7 @@ from alface.curves import Curve, summary_table
 from alface.datasets import digits_folder, load_dataset, split_test, write_labels_csv
 from alface.oracle import Oracle
 from alface.report import iteration_report, plot_learning_curves
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 
@@ -52,11 +52,9 @@ def main() -> None:
         _timed("digits_folder (fresh, 1,797 PNGs)", digits_folder, tmp / "digits")
         _timed("digits_folder (reused)", digits_folder, tmp / "digits")
         wd = Workdir.init(tmp / "work", cfg)
-        records = [
-            ItemRecord(str(p), hashlib.sha1(str(p).encode()).hexdigest()) for p in folder.paths
-        ]
+        records = [NewItem(str(p), hashlib.sha1(str(p).encode()).hexdigest()) for p in folder.paths]
         with wd.store.transaction("bench"):
-            ids = wd.store.add_items(records, pool=1)
+            ids = wd.store.items.add(records, pool=1)
         oracle = _timed("Oracle.from_csv", Oracle.from_csv, csv, cfg.labels.classes)
         _timed(f"oracle.answer ({len(ids)} items)", oracle.answer, wd.store, ids)
         _timed(f"oracle.annotate ({len(ids)} items)", oracle.annotate, wd.store, ids)

@@ -129,7 +129,7 @@ def run_alface(folder: Path, root: Path, overrides: list[str]) -> Generator[None
     if code != 0:
         raise SystemExit(f"alface preprocess exited {code}")
     with Store.open(root) as store:
-        return len(store.items())
+        return len(store.items.get())
 
 
 def timed(gen: Generator[None, None, int]) -> tuple[float, float, int]:

@@ -28,7 +28,7 @@ from train_speed import Clock, compare, make_workdir, summary
 
 from alface.config import Config
 from alface.data import ActiveDataModule, BatchTransform
-from alface.device import trainer_kwargs
+from alface.device import resolve_devices
 from alface.model import FaceClassifier, build_model
 from alface.scoring import write_scores
 from alface.training import seeded
@@ -58,7 +58,12 @@ def alface_scores(
     the renamed folder)."""
     clock = Clock()
     write_scores(
-        model, loader, ids, folder, trainer_kwargs(cfg), lambda n, **_: n and clock.tick(n)
+        model,
+        loader,
+        ids,
+        folder,
+        resolve_devices(cfg.device, cfg.train.trainer).trainer,
+        lambda n, **_: n and clock.tick(n),
     )
     clock.tick(0)
     return clock.figures(cfg.data.batch_size, len(loader) - 1)
@@ -81,7 +86,7 @@ def main() -> None:
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, seeded(0):
         wd = make_workdir(Path(tmp) / "wd", args.n, cfg)
-        ids = wd.store.item_ids(["train", "val"])
+        ids = wd.store.items.ids(["train", "val"])
         dm = ActiveDataModule(wd.root, cfg, ids={"predict": ids})
         dm.prepare_data()
         dm.setup("predict")

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from alface import splits
 from alface.config import Config
 from alface.data import ActiveDataModule, BatchTransform
-from alface.device import trainer_kwargs
+from alface.device import resolve_devices
 from alface.model import FaceClassifier, build_model
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.training import fit, seeded
 from alface.workdir import Workdir
 
@@ -49,14 +49,14 @@ def make_workdir(root: Path, n: int, cfg: Config) -> Workdir:
     files = sorted(by_hash.values())[:: max(1, len(by_hash) // n)][:n]  # duplicates dropped
     wd = Workdir.init(root, cfg)
     keep = set(files)
-    records = [ItemRecord(str(f), h) for h, f in by_hash.items() if f in keep]
+    records = [NewItem(str(f), h) for h, f in by_hash.items() if f in keep]
     files = [Path(r.crop_path) for r in records]
     classes = cfg.labels.classes
     with wd.store.transaction("bench"):
-        ids = wd.store.add_items(records, pool=1)
+        ids = wd.store.items.add(records, pool=1)
         labels = [classes[int(f.name.split("_")[2])] for f in files]
-        wd.store.annotate([(i, lab, "bench") for i, lab in zip(ids, labels, strict=True)])
-    splits.promote_labeled(wd.store, cfg)
+        wd.store.labels.annotate([(i, lab, "bench") for i, lab in zip(ids, labels, strict=True)])
+    splits.promote_labeled(wd.store, cfg.data.val_fraction)
     return wd
 
 
@@ -96,7 +96,15 @@ class EpochClock(L.Callback):
 def alface_epoch(model: FaceClassifier, loader, cfg: Config, run_dir: Path) -> dict[str, float]:
     """Figures of one epoch through :func:`alface.training.fit`, and the fit call's seconds."""
     timer, start = EpochClock(), time.perf_counter()
-    fit(model, loader, None, cfg, run_dir, trainer_kwargs(cfg), callbacks=[timer])
+    fit(
+        model,
+        loader,
+        None,
+        cfg,
+        run_dir,
+        resolve_devices(cfg.device, cfg.train.trainer).trainer,
+        callbacks=[timer],
+    )
     fit_s = time.perf_counter() - start
     return timer.clock.figures(cfg.data.batch_size) | {"fit_call_s": fit_s}
 

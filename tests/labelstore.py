@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from alface.config import Config
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 
@@ -25,19 +25,17 @@ def make_workdir(root: Path, n: int = 12, cfg: Config | None = None) -> Workdir:
     for i, face in enumerate(faces):
         path = root / "crops" / f"face_{i}.jpg"
         Image.fromarray((face * 255).astype(np.uint8)).convert("RGB").save(path, quality=90)
-        records.append(
-            ItemRecord(f"crops/face_{i}.jpg", hashlib.sha1(path.read_bytes()).hexdigest())
-        )
+        records.append(NewItem(f"crops/face_{i}.jpg", hashlib.sha1(path.read_bytes()).hexdigest()))
     with wd.store.transaction("test"):
-        wd.store.add_items(records, pool=1)
+        wd.store.items.add(records, pool=1)
     return wd
 
 
 def dump(store) -> list[str]:
     """Every row of every table, to compare a store before and after a command."""
-    return list(store.conn.iterdump())
+    return list(store.dump())
 
 
 def uids(store) -> list[str]:
     """Item uids in id order."""
-    return [r["uid"] for r in store.items()]
+    return [r.uid for r in store.items.get()]

@@ -15,7 +15,7 @@ from alface.annotate.agreement import (
     total_variation,
 )
 from alface.config import Config
-from alface.store import ItemRecord, Store
+from alface.store import NewItem, Store
 
 # A 3-class hand example. Pairs: xx xx xy yy yy zz zx zz xx yz -> 7 of 10 agree (po = 0.7).
 # Marginals: a = (x 4, y 3, z 3), b = (x 4, y 3, z 3) -> pe = (16 + 9 + 9) / 100 = 0.34.
@@ -76,11 +76,9 @@ def test_drift_is_total_variation_from_the_others():
 
 def _store(tmp_path, n):
     s = Store.open(tmp_path, create=True)
-    recs = [
-        ItemRecord(f"crops/{i}.jpg", hashlib.sha1(str(i).encode()).hexdigest()) for i in range(n)
-    ]
+    recs = [NewItem(f"crops/{i}.jpg", hashlib.sha1(str(i).encode()).hexdigest()) for i in range(n)]
     with s.transaction("test"):
-        return s, s.add_items(recs, pool=1)
+        return s, s.items.add(recs, pool=1)
 
 
 def test_summarize_warns_on_low_kappa_and_drift(tmp_path):
@@ -90,10 +88,10 @@ def test_summarize_warns_on_low_kappa_and_drift(tmp_path):
     alice = [classes[k] for k in rng.integers(0, 5, 40)]
     bob = [x if k % 2 else "White" for k, x in enumerate(alice)]  # agrees on half, then White
     with store.transaction("test"):
-        store.annotate([(i, x, "alice") for i, x in zip(ids, alice, strict=True)])
-        store.annotate([(i, x, "bob") for i, x in zip(ids, bob, strict=True)])
-        store.annotate([(ids[0], "Black", "rita")], kind="review")
-        store.annotate([(ids[1], alice[1], "oracle")], kind="oracle")
+        store.labels.annotate([(i, x, "alice") for i, x in zip(ids, alice, strict=True)])
+        store.labels.annotate([(i, x, "bob") for i, x in zip(ids, bob, strict=True)])
+        store.labels.annotate([(ids[0], "Black", "rita")], kind="review")
+        store.labels.annotate([(ids[1], alice[1], "oracle")], kind="oracle")
     s = summarize(store, Config())
     json.dumps(s)  # JSON-ready for `alface status --json`
     (pair,) = s["pairs"]

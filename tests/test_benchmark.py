@@ -16,6 +16,7 @@ from alface.benchmark import (
 from alface.cli import main
 from alface.config import load_config
 from alface.datasets import split_test
+from alface.device import cpu_devices
 from alface.model import build_model
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "experiment" / "demo.yaml"
@@ -92,7 +93,7 @@ def test_simulation_shares_splits_and_never_selects_the_test_split(tmp_path):
 @pytest.mark.slow
 def test_run_benchmark_on_digits_writes_json_png_and_summary(tmp_path):
     cfg = small_cfg(tmp_path)
-    result = run_benchmark(cfg, seeds=2, base_dir=tmp_path, tk=TK)
+    result = run_benchmark(cfg, cpu_devices(), seeds=2, base_dir=tmp_path)
     assert len(result.points) == 2 * 2 * 3
     assert set(result.summary) == {"macro_f1", "acc"}
     for rows in result.summary.values():

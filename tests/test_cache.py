@@ -7,7 +7,7 @@ from labelstore import make_workdir
 from PIL import Image
 
 from alface.cache import CACHE_DIR, KEEP, CacheError, CropCache, load_crop
-from alface.store import ItemRecord
+from alface.store import NewItem
 
 
 @pytest.fixture
@@ -23,10 +23,10 @@ def _add_faces(wd, faces, name):
         path = wd.root / "crops" / f"{name}_{i}.jpg"
         Image.fromarray(face).save(path, quality=90)
         records.append(
-            ItemRecord(f"crops/{name}_{i}.jpg", hashlib.sha1(path.read_bytes()).hexdigest())
+            NewItem(f"crops/{name}_{i}.jpg", hashlib.sha1(path.read_bytes()).hexdigest())
         )
     with wd.store.transaction("test"):
-        return wd.store.add_items(records, pool=2)
+        return wd.store.items.add(records, pool=2)
 
 
 def _files(wd):
@@ -34,14 +34,14 @@ def _files(wd):
 
 
 def test_build_decodes_every_crop_once_and_reopens(wd):
-    ids = wd.store.item_ids()
+    ids = wd.store.items.ids()
     calls = []
     cache = CropCache.build(wd.store, ids[::-1], 32, progress=calls.append)
     assert sum(calls) == len(ids) and len(cache) == len(ids)
     assert cache.array.shape == (len(ids), 32, 32, 3) and cache.array.dtype == np.uint8
     np.testing.assert_array_equal(cache.ids, ids)  # kept ascending whatever the order given
     rows = cache.index_of([ids[5], ids[0]])
-    want = [load_crop(wd.store.crop_path(r), 32) for r in wd.store.items([ids[5], ids[0]])]
+    want = [load_crop(r.crop_file(wd.store.root), 32) for r in wd.store.items.get([ids[5], ids[0]])]
     np.testing.assert_array_equal(cache.images(rows), np.stack(want))
     assert not any(".tmp" in f for f in _files(wd))
     again = CropCache.build(wd.store, ids, 32, progress=calls.append)
@@ -51,46 +51,46 @@ def test_build_decodes_every_crop_once_and_reopens(wd):
 
 
 def test_new_items_give_a_new_cache_that_reuses_the_old_rows(wd, astronaut):
-    ids = wd.store.item_ids()
+    ids = wd.store.items.ids()
     old = CropCache.build(wd.store, ids, 24)
     faces = [astronaut[y : y + 200, x : x + 200] for y, x in [(0, 150), (30, 180), (60, 200)]]
     new_ids = _add_faces(wd, faces, "astro")
     decoded = []
-    cache = CropCache.build(wd.store, wd.store.item_ids(), 24, progress=decoded.append)
+    cache = CropCache.build(wd.store, wd.store.items.ids(), 24, progress=decoded.append)
     assert cache.path != old.path and sum(decoded) == len(new_ids) == 3
     np.testing.assert_array_equal(cache.images(cache.index_of(ids)), old.array)
     big = load_crop(wd.root / "crops" / "astro_1.jpg", 24)
     np.testing.assert_array_equal(cache.images(cache.index_of([new_ids[1]]))[0], big)
     for k in range(KEEP + 1):  # older caches are pruned down to KEEP per size
-        CropCache.build(wd.store, wd.store.item_ids()[k + 1 :], 24)
+        CropCache.build(wd.store, wd.store.items.ids()[k + 1 :], 24)
     assert len([f for f in _files(wd) if f.endswith(".npy")]) == KEEP
     assert len(_files(wd)) == 2 * KEEP
 
 
 def test_parallel_workers_build_the_same_cache(wd, tmp_path):
-    serial = CropCache.build(wd.store, wd.store.item_ids(), 16).array.copy()
+    serial = CropCache.build(wd.store, wd.store.items.ids(), 16).array.copy()
     for f in (wd.root / CACHE_DIR).iterdir():
         f.unlink()
     import alface.cache
 
     alface.cache._CHUNK, chunk = 8, alface.cache._CHUNK
     try:
-        parallel = CropCache.build(wd.store, wd.store.item_ids(), 16, workers=2)
+        parallel = CropCache.build(wd.store, wd.store.items.ids(), 16, workers=2)
     finally:
         alface.cache._CHUNK = chunk
     np.testing.assert_array_equal(parallel.array, serial)
 
 
 def test_a_bad_crop_is_named_and_leaves_no_cache(wd):
-    row = wd.store.items()[3]
-    wd.store.crop_path(row).write_bytes(b"not a jpeg")
-    with pytest.raises(CacheError, match=row["crop_path"].split("/")[-1]):
-        CropCache.build(wd.store, wd.store.item_ids(), 16)
+    row = wd.store.items.get()[3]
+    row.crop_file(wd.store.root).write_bytes(b"not a jpeg")
+    with pytest.raises(CacheError, match=row.crop_path.split("/")[-1]):
+        CropCache.build(wd.store, wd.store.items.ids(), 16)
     assert _files(wd) == []
 
 
 def test_cache_pickles_as_a_path_and_empty_caches_work(wd):
-    cache = CropCache.build(wd.store, wd.store.item_ids(), 16)
+    cache = CropCache.build(wd.store, wd.store.items.ids(), 16)
     cache.images([0])  # the memmap is open now
     blob = pickle.dumps(cache)
     assert len(blob) < 20_000

@@ -24,16 +24,20 @@ def _cfg(*overrides: str) -> Config:
 def wd(tmp_path):
     """60 faces: 36 labeled (classes 0/1/2 as 18/12/6), promoted; overfit and itval drawn."""
     w = make_workdir(tmp_path / "wd", n=60, cfg=_cfg())
-    ids = w.store.item_ids()
+    ids = w.store.items.ids()
     labels = [CLASSES[0]] * 18 + [CLASSES[1]] * 12 + [CLASSES[2]] * 6
     with w.store.transaction("test"):
-        w.store.annotate([(int(i), lab, "ann") for i, lab in zip(ids[:36], labels, strict=True)])
+        w.store.labels.annotate(
+            [(int(i), lab, "ann") for i, lab in zip(ids[:36], labels, strict=True)]
+        )
     rng = np.random.default_rng(0)
-    splits.promote_labeled(w.store, w.cfg, 1)
-    splits.draw_overfit_set(w.store, w.cfg, rng, 1)
-    splits.draw_itval_set(w.store, w.cfg, rng, 1)
+    splits.promote_labeled(w.store, w.cfg.data.val_fraction, 1)
+    splits.draw_overfit_set(w.store, w.cfg.data.overfit_size, rng, 1)
+    splits.draw_itval_set(w.store, w.cfg.data.itval_size, rng, 1)
     with w.store.transaction("test"):  # three of the itval faces get labels
-        w.store.annotate([(int(i), CLASSES[3], "ann") for i in w.store.item_ids("itval")[:3]])
+        w.store.labels.annotate(
+            [(int(i), CLASSES[3], "ann") for i in w.store.items.ids("itval")[:3]]
+        )
     yield w
     w.close()
 
@@ -54,8 +58,8 @@ def test_loaders_give_each_split_with_its_labels(wd):
     dm.setup("fit")
     dm.setup("fit")  # twice is fine
     store = wd.store
-    labels = store.labels()
-    train = store.item_ids("train")
+    labels = store.labels.resolved()
+    train = store.items.ids("train")
     n, batches = _count(dm.train_dataloader())
     assert n == (len(train) // 8) * 8 and all(len(b["label"]) == 8 for b in batches)  # drop_last
     seen = torch.cat([b["item_id"] for b in batches]).numpy()
@@ -65,24 +69,25 @@ def test_loaders_give_each_split_with_its_labels(wd):
         assert b["label"].tolist() == want
     evals = dm.eval_dataloaders()
     assert set(evals) == {"val", "overfit", "itval"}
-    assert _count(evals["val"])[0] == len(store.item_ids("val")) == _count(dm.val_dataloader())[0]
+    assert _count(evals["val"])[0] == len(store.items.ids("val")) == _count(dm.val_dataloader())[0]
     assert _count(evals["overfit"])[0] == 4
     n_itval, itval = _count(evals["itval"])
     assert n_itval == 3 and (torch.cat([b["label"] for b in itval]) == 3).all()
     n_pool, pool = _count(dm.predict_dataloader())
     ids = torch.cat([b["item_id"] for b in pool]).numpy()
-    np.testing.assert_array_equal(ids, store.item_ids("pool"))  # fixed ascending order
+    np.testing.assert_array_equal(ids, store.items.ids("pool"))  # fixed ascending order
     assert n_pool == 60 - 36 - 6 and (torch.cat([b["label"] for b in pool]) == -1).all()
     assert dm.num_classes == len(CLASSES)
 
 
 def test_eval_loaders_leave_out_empty_sets_and_overrides_apply(wd):
-    dm = ActiveDataModule(wd.root, wd.cfg, ids={"itval": [], "predict": wd.store.item_ids("val")})
+    dm = ActiveDataModule(wd.root, wd.cfg, ids={"itval": [], "predict": wd.store.items.ids("val")})
     dm.setup()
     assert set(dm.eval_dataloaders()) == {"val", "overfit"}
     n, batches = _count(dm.predict_dataloader())
     assert (
-        n == len(wd.store.item_ids("val")) and (torch.cat([b["label"] for b in batches]) >= 0).all()
+        n == len(wd.store.items.ids("val"))
+        and (torch.cat([b["label"] for b in batches]) >= 0).all()
     )
     with pytest.raises(DataError, match="unknown split"):
         ActiveDataModule(wd.root, wd.cfg, ids={"labeled": [1]})
@@ -101,7 +106,7 @@ def test_decoding_without_cache_gives_the_same_batches(wd):
     cached.setup()
     plain.setup()
     assert plain.cache is None and cached.cache is not None
-    ids = wd.store.item_ids("pool")
+    ids = wd.store.items.ids("pool")
     a, b = next(iter(cached.loader_for(ids))), next(iter(plain.loader_for(ids)))
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["item_id"], b["item_id"])
 
@@ -162,7 +167,7 @@ def test_batch_transform_normalises_and_augments_only_in_training():
 def test_datasets_pickle_without_the_store_and_single_items_work(wd):
     dm = ActiveDataModule(wd.root, wd.cfg)
     dm.setup()
-    ds = dm.dataset(wd.store.item_ids("train"))
+    ds = dm.dataset(wd.store.items.ids("train"))
     clone = pickle.loads(pickle.dumps(ds))
     assert torch.equal(clone.__getitems__([0, 1])["image"], ds.__getitems__([0, 1])["image"])
     one = ds[2]

@@ -24,14 +24,16 @@ def test_missing_cuda_is_a_clear_error(monkeypatch):
 
 def test_trainer_kwargs_on_cpu(monkeypatch):
     monkeypatch.setattr(device, "cuda_count", lambda: 0)
-    kw = device.trainer_kwargs(load_config())
+    cfg = load_config()
+    kw = device.resolve_devices(cfg.device, cfg.train.trainer).trainer
     assert kw["accelerator"] == "cpu" and kw["precision"] == "32-true"
+    assert kw == device.cpu_devices().trainer
 
 
 def test_trainer_kwargs_mixed_precision_on_gpu(monkeypatch):
     monkeypatch.setattr(device, "cuda_count", lambda: 2)
     cfg = load_config(overrides=["device.torch=cuda:1"])
-    kw = device.trainer_kwargs(cfg)
+    kw = device.trainer_kwargs(cfg.train.trainer, device.torch_device(cfg.device.torch))
     assert kw["accelerator"] == "gpu" and kw["precision"] == "16-mixed" and kw["devices"] == [1]
 
 

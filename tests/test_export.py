@@ -27,7 +27,7 @@ def wd(tmp_path):
 
 def _entries(wd, clusters=(0, 1, 2)):
     """Batch entries with numpy scalars, as a selection step makes them."""
-    ids = [r["id"] for r in wd.store.items()]
+    ids = [r.id for r in wd.store.items.get()]
     probs = np.random.default_rng(1).dirichlet([1.0] * 5, size=len(ids))
     return [
         {"item_id": np.int64(i), "cluster": np.int64(clusters[k % len(clusters)]), "reason": ("near", "far", "random")[k % 3],
@@ -58,9 +58,9 @@ def test_batch_csv_and_pairs(wd, tmp_path):
     assert not list((tmp_path / "b").glob("*.tmp"))
     with out["batch.csv"].open(newline="") as f:
         rows = list(csv.DictReader(f))
-    items = wd.store.items([e["item_id"] for e in entries])
-    assert [r["item"] for r in rows] == [it["uid"] for it in items]
-    assert [r["crop_path"] for r in rows] == [it["crop_path"] for it in items]
+    items = wd.store.items.get([e["item_id"] for e in entries])
+    assert [r["item"] for r in rows] == [it.uid for it in items]
+    assert [r["crop_path"] for r in rows] == [it.crop_path for it in items]
     for r, e in zip(rows, entries, strict=True):
         assert r["label"] == "" and r["predicted"] == e["predicted"]
         assert float(r["entropy"]) == pytest.approx(e["score"], abs=1e-4)
@@ -80,10 +80,10 @@ def test_tasks_json_matches_label_config(wd, tmp_path):
     assert choices.get("toName") == image.get("name") and image.get("value") == "$image"
     tasks = json.loads(out["tasks.json"].read_text())
     assert len(tasks) == len(entries)
-    for task, e, it in zip(tasks, entries, wd.store.items(), strict=True):
-        assert task["data"]["item"] == it["uid"] and task["data"]["annotators"] == e["annotators"]
+    for task, e, it in zip(tasks, entries, wd.store.items.get(), strict=True):
+        assert task["data"]["item"] == it.uid and task["data"]["annotators"] == e["annotators"]
         d = parse_qs(urlsplit(task["data"]["image"]).query)["d"][0]
-        assert (wd.root / d).resolve() == wd.store.crop_path(it).resolve()
+        assert (wd.root / d).resolve() == it.crop_file(wd.store.root).resolve()
         (pred,) = task["predictions"]
         assert pred["score"] == pytest.approx(float(np.max(e["probs"])))
         (res,) = pred["result"]

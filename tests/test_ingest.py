@@ -25,7 +25,7 @@ def _csv(path, text, encoding="utf-8"):
 
 
 def _import(wd, path, **kw):
-    return import_labels(wd.store, path, wd.cfg, workdir_root=wd.root, **kw)
+    return import_labels(wd.store, path, wd.cfg.labels.classes, **kw)
 
 
 def test_csv_by_uid_and_path_imports_labels(wd, tmp_path):
@@ -38,15 +38,15 @@ def test_csv_by_uid_and_path_imports_labels(wd, tmp_path):
     r = _import(wd, f, annotator="alice")
     assert not r.rejected and r.problems == []
     assert (r.n_rows, r.n_imported, r.n_blank) == (4, 4, 1)
-    ids = [row["id"] for row in wd.store.items()]
-    assert wd.store.labels() == {
+    ids = [row.id for row in wd.store.items.get()]
+    assert wd.store.labels.resolved() == {
         ids[0]: "White",
         ids[1]: "Black",
         ids[2]: "Asian",
         ids[3]: "Indian",
     }
-    assert {a["annotator"] for a in wd.store.annotations()} == {"alice"}
-    assert wd.store.split_counts()["pool"] == 12  # import never moves items
+    assert {a.annotator for a in wd.store.labels.annotations()} == {"alice"}
+    assert wd.store.items.split_counts()["pool"] == 12  # import never moves items
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_same_file_twice_changes_nothing(wd, tmp_path):
     assert _import(wd, f, annotator="alice").n_imported == 1
     before = dump(wd.store)
     again = _import(wd, f, annotator="alice")
-    assert again.duplicate_file and again.n_imported == 0
+    assert again.duplicate and again.n_imported == 0
     assert dump(wd.store) == before
     # the same bytes by someone else is a different import
     assert _import(wd, f, annotator="bob").n_imported == 1
@@ -139,12 +139,14 @@ def test_second_label_supersedes_and_history_is_kept(wd, tmp_path):
         wd, _csv(tmp_path / "b.csv", f"item,label\n{u[0]},Asian\n{u[1]},Black\n"), annotator="al"
     )
     assert (r.n_imported, r.n_superseded, r.n_unchanged) == (1, 1, 1)
-    item0 = wd.store.items()[0]["id"]
-    assert wd.store.labels([item0]) == {item0: "Asian"}
-    history = [a["label"] for a in wd.store.annotations([item0], current=False)]
+    item0 = wd.store.items.get()[0].id
+    assert wd.store.labels.resolved([item0]) == {item0: "Asian"}
+    history = [a.label for a in wd.store.labels.annotations([item0], current=False)]
     assert history == ["White", "Asian"]
-    assert wd.store.annotations([item0], current=False)[0]["superseded_by"] is not None
-    assert wd.store.review_queue() == []  # one annotator changing their mind is no disagreement
+    assert wd.store.labels.annotations([item0], current=False)[0].superseded_by is not None
+    assert (
+        wd.store.labels.review_queue() == []
+    )  # one annotator changing their mind is no disagreement
 
 
 def test_skip_bad_takes_good_rows(wd, tmp_path):
@@ -153,7 +155,7 @@ def test_skip_bad_takes_good_rows(wd, tmp_path):
     r = _import(wd, _csv(tmp_path / "l.csv", text), annotator="al", skip_bad=True)
     assert not r.rejected and r.n_imported == 2
     assert sorted(p.row for p in r.problems) == [3, 4, 7]
-    assert sorted(wd.store.labels().values()) == ["Asian", "White"]
+    assert sorted(wd.store.labels.resolved().values()) == ["Asian", "White"]
 
 
 def test_bom_semicolons_annotator_column_and_disagreement(wd, tmp_path):
@@ -161,9 +163,11 @@ def test_bom_semicolons_annotator_column_and_disagreement(wd, tmp_path):
     text = f"item;label;annotator\n{u[0]};White;alice\n{u[0]};Black;bob\n{u[1]};Asian;alice\n{u[1]};Asian;bob\n"
     r = _import(wd, _csv(tmp_path / "l.csv", text, "utf-8-sig"))
     assert r.n_imported == 4 and r.annotators == ["alice", "bob"]
-    ids = [row["id"] for row in wd.store.items()]
-    assert wd.store.review_queue() == [ids[0]]  # disagreement: out of training until reviewed
-    assert wd.store.labels() == {ids[1]: "Asian"}
+    ids = [row.id for row in wd.store.items.get()]
+    assert wd.store.labels.review_queue() == [
+        ids[0]
+    ]  # disagreement: out of training until reviewed
+    assert wd.store.labels.resolved() == {ids[1]: "Asian"}
 
 
 def _ls_export(tasks, annotations):
@@ -188,7 +192,7 @@ def _ls_export(tasks, annotations):
 
 
 def test_label_studio_round_trip(wd, tmp_path):
-    ids = [row["id"] for row in wd.store.items()][:7]
+    ids = [row.id for row in wd.store.items.get()][:7]
     entries = [
         {"item_id": i, "cluster": k % 2, "reason": "near", "score": 1.0, "predicted": "White",
          "annotators": 2 if k < 2 else 1}
@@ -210,8 +214,8 @@ def test_label_studio_round_trip(wd, tmp_path):
     assert r.n_imported == 8 and r.annotators == ["ls:7", "ls:bob@lab.org"]
     assert r.n_blank == 1  # task 7 not labeled yet
     expect = {i: t for k, (i, t) in enumerate(zip(ids, truth, strict=False)) if k != 1}
-    assert wd.store.labels(ids) == expect
-    assert wd.store.review_queue() == [ids[1]]
+    assert wd.store.labels.resolved(ids) == expect
+    assert wd.store.labels.review_queue() == [ids[1]]
 
 
 def test_label_studio_bad_tasks_are_problems(wd, tmp_path):
@@ -251,7 +255,7 @@ def test_cli_reject_then_skip_bad(wd, tmp_path, capsys):
 
 def test_spreadsheet_workflow(wd, tmp_path, capsys):
     """A new user: export a batch, fill the label column in a spreadsheet, import it."""
-    ids = [row["id"] for row in wd.store.items()]
+    ids = [row.id for row in wd.store.items.get()]
     entries = [{"item_id": i, "cluster": 0, "reason": "far", "score": 0.9, "predicted": "Asian"}
                for i in ids]  # fmt: skip
     batch = write_batch(tmp_path / "batch", wd.store, entries, wd.cfg, 1)["batch.csv"]
@@ -264,10 +268,10 @@ def test_spreadsheet_workflow(wd, tmp_path, capsys):
     batch.write_text("\n".join(filled[:-2]) + "\n")  # the last two rows left for later
     assert main(["import-labels", str(wd.root), str(batch), "--annotator", "carol"]) == 0
     assert "imported 10 label(s)" in capsys.readouterr().out
-    assert wd.store.labels() == dict(zip(ids[:10], truth[:10], strict=True))
+    assert wd.store.labels.resolved() == dict(zip(ids[:10], truth[:10], strict=True))
 
 
 def test_item_mangled_by_a_spreadsheet_falls_back_to_crop_path(wd, tmp_path):
     f = _csv(tmp_path / "l.csv", "item,label,crop_path\n1.23457E+15,Black,crops/face_5.jpg\n")
     r = _import(wd, f, annotator="al")
-    assert r.n_imported == 1 and wd.store.labels() == {wd.store.items()[5]["id"]: "Black"}
+    assert r.n_imported == 1 and wd.store.labels.resolved() == {wd.store.items.get()[5].id: "Black"}

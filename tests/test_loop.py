@@ -12,10 +12,13 @@ import pytest
 from alface import loop as L
 from alface.cli import main
 from alface.config import Config, load_config
+from alface.device import cpu_devices
 from alface.loop import Loop, decide, rng_for, target_met
 from alface.oracle import Oracle
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
+
+CPU = cpu_devices()
 
 CLASSES = Config().labels.classes
 SETTINGS = (
@@ -64,10 +67,10 @@ def _files(utk: Path, start: int, n: int) -> list[Path]:
 
 def _add_pool(root: Path, files: list[Path]) -> None:
     wd = Workdir.open(root)
-    records = [ItemRecord(str(f), hashlib.sha1(f.read_bytes()).hexdigest(), source_path=str(f))
+    records = [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest(), source_path=str(f))
                for f in files]  # fmt: skip
     with wd.store.transaction("test"):
-        wd.store.add_items(records, pool=wd.store.next_pool())
+        wd.store.items.add(records, pool=wd.store.items.next_pool())
     wd.close()
 
 
@@ -89,8 +92,8 @@ def _workdir(root: Path, files: list[Path], *extra: str) -> Path:
 
 def _rounds(root: Path) -> list[tuple[str, list[str | None]]]:
     wd = Workdir.open(root)
-    out = [(r["stop_reason"], [i["stop_reason"] for i in wd.store.iterations(r["id"])])
-           for r in wd.store.rounds()]  # fmt: skip
+    out = [(r.stop_reason, [i.stop_reason for i in wd.store.runs.iterations(r.id)])
+           for r in wd.store.runs.rounds()]  # fmt: skip
     wd.close()
     return out
 
@@ -118,18 +121,18 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
     assert reason2 == L.OVERFIT and its2[-1] == L.OVERFIT
 
     wd = Workdir.open(root)
-    counts = wd.store.split_counts()
+    counts = wd.store.items.split_counts()
     assert counts.get("overfit", 0) == 0 and counts.get("itval", 0) == 0  # returned / released
     assert counts.get("scrapped", 0) > 0 and counts.get("pool", 0) == 0
-    its = wd.store.iterations()
+    its = wd.store.runs.iterations()
     for it in its:  # a report per iteration, with what the issue asks for
-        r = next(k for k, x in enumerate(wd.store.rounds(), 1) if x["id"] == it["round_id"])
-        rep = json.loads((root / "reports" / f"r{r}-i{it['idx'] + 1}" / "report.json").read_text())
+        r = next(k for k, x in enumerate(wd.store.runs.rounds(), 1) if x.id == it.round_id)
+        rep = json.loads((root / "reports" / f"r{r}-i{it.idx + 1}" / "report.json").read_text())
         assert {"labels_used", "metrics", "balance", "decision"} <= set(rep)
         assert set(rep["balance"]) == {"pool (predicted)", "batch", "labeled"}
         assert {"overfit", "itval"} <= set(rep["metrics"])
-        assert (root / "reports" / f"r{r}-i{it['idx'] + 1}" / "report.png").stat().st_size > 0
-    last = json.loads(its[-1]["metrics"])["checks"]
+        assert (root / "reports" / f"r{r}-i{it.idx + 1}" / "report.png").stat().st_size > 0
+    last = its[-1].metrics["checks"]
     assert last["overfit"] < last["overfit_baseline"] - 0.05
     wd.close()
 
@@ -163,8 +166,8 @@ def test_without_an_oracle_it_stops_for_people_and_resumes_after_an_import(utk_d
     out = capsys.readouterr().out
     assert "batch 2 (itval): 20" in out and "batch 3 (select): 20" in out
     wd = Workdir.open(root)
-    assert Loop(wd).position()["step"] == "wait"
-    assert wd.store.latest_model() is not None and wd.store.split_counts()["overfit"] > 0
+    assert Loop(wd, CPU).position()["step"] == "wait"
+    assert wd.store.runs.latest_model() is not None and wd.store.items.split_counts()["overfit"] > 0
     wd.close()
 
 
@@ -172,7 +175,7 @@ def test_without_an_oracle_it_stops_for_people_and_resumes_after_an_import(utk_d
 def _state(root: Path) -> dict[str, list]:
     """Everything the loop decides, without times: equal stores give equal states."""
     wd = Workdir.open(root)
-    q = lambda sql: [tuple(r) for r in wd.store.conn.execute(sql).fetchall()]  # noqa: E731
+    q = lambda sql: [tuple(r) for r in wd.store.execute(sql).fetchall()]  # noqa: E731
     state = {
         "items": q("SELECT id, split FROM items ORDER BY id"),
         "labels": q("SELECT item_id, label FROM labels ORDER BY item_id"),
@@ -204,7 +207,7 @@ def _untimed(detail: str | None) -> dict | None:
 def _child(root: str, oracle_csv: str, target: tuple | None) -> None:
     """Run the loop; SIGKILL itself at ``target`` = (step, phase, round id, iteration id)."""
     wd = Workdir.open(root)
-    loop = Loop(wd, Oracle.from_csv(oracle_csv, CLASSES))
+    loop = Loop(wd, CPU, Oracle.from_csv(oracle_csv, CLASSES))
 
     def hook(step: str, phase: str) -> None:
         pos = loop.position()
@@ -241,7 +244,7 @@ def test_killed_at_every_step_it_resumes_to_the_same_store(utk_dir, tmp_path):
     ref = _workdir(tmp_path / "ref", files, *extra)
     events: list[tuple] = []
     wd = Workdir.open(ref)
-    loop = Loop(wd, Oracle.from_csv(oracle, CLASSES))
+    loop = Loop(wd, CPU, Oracle.from_csv(oracle, CLASSES))
     loop.on_step = lambda s, p: events.append(
         (s, p, *map(loop.position().get, ("round", "iteration")))
     )

@@ -8,7 +8,7 @@ from PIL import Image
 from alface.config import Config, LabelsConfig
 from alface.datasets import DIGIT_CLASSES, LabeledFolder, write_labels_csv
 from alface.oracle import Oracle, OracleError
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 CFG = Config(labels=LabelsConfig("digit", DIGIT_CLASSES))
@@ -34,9 +34,9 @@ def _add(wd: Workdir, crop_paths: list[str], sources: list[str | None] | None = 
     for crop, src in zip(crop_paths, sources, strict=True):
         full = Path(crop) if Path(crop).is_absolute() else wd.root / crop
         digest = hashlib.sha1(full.read_bytes() + crop.encode()).hexdigest()
-        records.append(ItemRecord(crop, digest, source_path=src))
+        records.append(NewItem(crop, digest, source_path=src))
     with wd.store.transaction("test"):
-        return wd.store.add_items(records, pool=1)
+        return wd.store.items.add(records, pool=1)
 
 
 def _copy(src: Path, wd: Workdir, name: str) -> str:
@@ -76,10 +76,10 @@ def test_relative_csv_paths_and_relative_crop_paths_both_resolve(tmp_path):
 
 def test_matches_uid_and_single_face_source_photo(setup):
     wd, data, ids = setup
-    rows = wd.store.items(ids[:1])
+    rows = wd.store.items.get(ids[:1])
     photo = "/photos/one_face.jpg"
     new = _add(wd, [_copy(data.paths[1], wd, "c1.png")], sources=[photo])  # a face from a photo
-    oracle = Oracle({rows[0]["uid"]: "7", photo: "3"}, DIGIT_CLASSES)
+    oracle = Oracle({rows[0].uid: "7", photo: "3"}, DIGIT_CLASSES)
     assert oracle.answer(wd.store, [ids[0], *new]) == [(ids[0], "7"), (new[0], "3")]
 
 
@@ -98,7 +98,7 @@ def test_unknown_items_raise_or_are_left_out(setup):
     oracle = Oracle.from_folder(
         LabeledFolder(data.root, data.paths[:4], data.labels[:4], DIGIT_CLASSES)
     )
-    uid5 = wd.store.items([ids[5]])[0]["uid"]
+    uid5 = wd.store.items.get([ids[5]])[0].uid
     with pytest.raises(OracleError, match=f"2 of 6 item.*{uid5}"):
         oracle.answer(wd.store, ids)
     assert [i for i, _ in oracle.answer(wd.store, ids, skip_unknown=True)] == ids[:4]
@@ -121,16 +121,20 @@ def test_label_values_must_be_classes_and_rows_must_agree(tmp_path):
 def test_annotate_records_oracle_labels_in_one_transaction(setup):
     wd, data, ids = setup
     oracle = Oracle.from_folder(data)
-    answers = oracle.annotate(wd.store, ids[:4])
-    assert wd.store.labels(ids) == dict(answers) and len(answers) == 4
-    anns = wd.store.annotations(ids)
-    assert {(a["annotator"], a["kind"]) for a in anns} == {("oracle", "oracle")}
-    assert wd.store.audit(limit=1)[0]["command"] == "oracle"
-    oracle.annotate(wd.store, ids[:4])  # asking again adds nothing
-    assert len(wd.store.annotations(ids, current=False)) == 4
-    before = len(wd.store.annotations(current=False))
+    report = oracle.annotate(wd.store, ids[:4])
+    answers = oracle.answer(wd.store, ids[:4])
+    assert wd.store.labels.resolved(ids) == dict(answers) and report.n_imported == 4
+    anns = wd.store.labels.annotations(ids)
+    assert {(a.annotator, a.kind) for a in anns} == {("oracle", "oracle")}
+    assert wd.store.audit(limit=1)[0].command == "oracle"
+    sessions = wd.store.labels.sessions()
+    assert [(s.kind, s.annotator, s.n_rows) for s in sessions] == [("oracle", "oracle", 4)]
+    assert oracle.annotate(wd.store, ids[:4]).n_imported == 0  # asking again adds nothing
+    assert len(wd.store.labels.annotations(ids, current=False)) == 4
+    assert wd.store.labels.sessions() == sessions  # and records no empty session
+    before = len(wd.store.labels.annotations(current=False))
     with pytest.raises(OracleError):
         Oracle.from_folder(
             LabeledFolder(data.root, data.paths[:1], data.labels[:1], DIGIT_CLASSES)
         ).annotate(wd.store, ids)
-    assert len(wd.store.annotations(current=False)) == before
+    assert len(wd.store.labels.annotations(current=False)) == before

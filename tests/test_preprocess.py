@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def run(store, paths, cfg=FAST, **kw):
 
 
 def sources(store):
-    return {r["path"]: dict(r) for r in store.conn.execute("SELECT * FROM sources")}
+    return {s.path: s for s in store.sources.all()}
 
 
 def save_astronaut(path, astronaut, **kw):
@@ -77,18 +76,18 @@ def test_every_face_becomes_a_crop_with_provenance(store, tmp_path, astronaut):
     cfg = PreprocessConfig(workers=0, detect_max_side=1024)
     report = run(store, [tmp_path / "four.png", tmp_path / "sky.png"], cfg)
     assert report.ok and report.faces == 4 and report.no_face == 1 and report.images == 2
-    items = store.items()
-    assert len(items) == 4 and len({r["hash"] for r in items}) == 4
+    items = store.items.get()
+    assert len(items) == 4 and len({r.hash for r in items}) == 4
     src = sources(store)[str((tmp_path / "four.png").resolve())]
-    assert src["status"] == "done" and src["n_faces"] == 4 and src["kind"] == "image"
+    assert src.status == "done" and src.n_faces == 4 and src.kind == "image"
     for r in items:
-        crop = Image.open(store.crop_path(r))
-        assert crop.size == (160, 160) and r["crop_path"].startswith("crops/")
-        assert r["source_id"] == src["id"] and r["pool"] == 1 and r["split"] == "pool"
-        assert r["frame"] is None and r["prob"] > 0.95
-        assert len(json.loads(r["box"])) == 4
-        assert np.array(json.loads(r["landmarks"])).shape == (5, 2)
-    assert len(store.item_ids("pool")) == 4
+        crop = Image.open(r.crop_file(store.root))
+        assert crop.size == (160, 160) and r.crop_path.startswith("crops/")
+        assert r.source_id == src.id and r.pool == 1 and r.split == "pool"
+        assert r.frame is None and r.prob > 0.95
+        assert len(r.box) == 4
+        assert np.array(r.landmarks).shape == (5, 2)
+    assert len(store.items.ids("pool")) == 4
 
 
 def test_exif_rotated_photo_gives_upright_crop(store, tmp_path, astronaut):
@@ -99,14 +98,14 @@ def test_exif_rotated_photo_gives_upright_crop(store, tmp_path, astronaut):
     turned_left.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     report = run(store, [tmp_path / "upright.jpg", tmp_path / "turned.jpg"])
     assert report.faces == 2
-    by_source = {Path(r["source_path"]).name: r for r in store.items()}
+    by_source = {Path(r.source_path).name: r for r in store.items.get()}
     up, turned = (
-        np.asarray(Image.open(store.crop_path(by_source[name])), dtype=float)
+        np.asarray(Image.open(by_source[name].crop_file(store.root)), dtype=float)
         for name in ("upright.jpg", "turned.jpg")
     )
     assert np.abs(up - turned).mean() < 12
     assert np.abs(np.rot90(up) - turned).mean() > 2 * np.abs(up - turned).mean()
-    marks = np.array(json.loads(by_source["turned.jpg"]["landmarks"]))
+    marks = np.array(by_source["turned.jpg"].landmarks)
     assert marks[:2, 1].max() < marks[3:, 1].min()  # eyes above the mouth
 
 
@@ -127,8 +126,8 @@ def test_bad_files_are_reported_and_the_run_goes_on(store, tmp_path, astronaut):
     assert reasons == {"empty file", "not an image", "corrupt image", "too large"}
     assert seen == report.failed and all("\n" not in p.line() for p in seen)
     assert any("failed: " in line for line in report.summary())
-    failed = [s for s in sources(store).values() if s["status"] == "failed"]
-    assert len(failed) == 4 and all(s["error"] for s in failed)
+    failed = [s for s in sources(store).values() if s.status == "failed"]
+    assert len(failed) == 4 and all(s.error for s in failed)
     again = run(store, [d], cfg)  # failed files are tried again, and recorded once
     assert len(again.failed) == 4 and again.done_before == 1 and again.faces == 0
     assert len(sources(store)) == 5
@@ -143,7 +142,7 @@ def test_same_input_twice_adds_nothing(store, tmp_path, astronaut):
     assert first.faces == 1 and first.duplicates == 1
     second = run(store, [tmp_path])
     assert second.faces == 0 and second.done_before == 2 and second.ok
-    assert len(store.items()) == 1
+    assert len(store.items.get()) == 1
 
 
 def test_killed_run_resumes_without_duplicates(store, tmp_path, astronaut):
@@ -151,11 +150,11 @@ def test_killed_run_resumes_without_duplicates(store, tmp_path, astronaut):
         save_astronaut(tmp_path / f"{i}.png", np.roll(astronaut, 8 * i, axis=1))
     with pytest.raises(KeyboardInterrupt):
         run(store, [tmp_path], progress=interrupt_after(2))
-    assert len(store.items()) in (1, 2)  # whole files only
+    assert len(store.items.get()) in (1, 2)  # whole files only
     done = len(sources(store))
     report = run(store, [tmp_path])
     assert report.done_before == done and report.faces == 4 - done
-    assert len(store.items()) == 4 and len(sources(store)) == 4
+    assert len(store.items.get()) == 4 and len(sources(store)) == 4
 
 
 def test_video_frames_and_truncated_video(store, tmp_path, astronaut):
@@ -166,12 +165,12 @@ def test_video_frames_and_truncated_video(store, tmp_path, astronaut):
     cfg = PreprocessConfig(workers=0, every_n_frames=2, batch_size=3)
     report = run(store, [tmp_path / "v.mp4"], cfg)
     assert report.ok and report.videos == 1 and report.frames == 4 and report.faces == 4
-    assert sorted(r["frame"] for r in store.items()) == [0, 2, 4, 6]
+    assert sorted(r.frame for r in store.items.get()) == [0, 2, 4, 6]
     cut = run(store, [tmp_path / "cut.mp4"], cfg)
     assert cut.ok and len(cut.broken) == 1 and 0 < cut.frames < 4
     assert cut.known_faces == cut.frames and cut.faces == 0  # the same frames as the full video
     src = sources(store)[str((tmp_path / "cut.mp4").resolve())]
-    assert src["kind"] == "video" and src["status"] == "done" and "broken" in src["error"]
+    assert src.kind == "video" and src.status == "done" and "broken" in src.error
 
 
 def test_truncated_videos_keep_frames_or_fail_cleanly(store, tmp_path, astronaut):
@@ -210,7 +209,7 @@ def test_command_bad_usage_exits_2(tmp_path, capsys, astronaut):
     err = capsys.readouterr().err
     assert "missing.jpg" in err and "no INPUT" in err and "bogus" in err and "every_n_frames" in err
     with Store.open(tmp_path / "wd") as s:
-        assert s.items() == [] and len(sources(s)) == 0
+        assert s.items.get() == [] and len(sources(s)) == 0
 
 
 @pytest.mark.slow
@@ -233,10 +232,10 @@ def test_command_photos_mixed_with_bad_files(tmp_path, photos_dir, astronaut, ca
     assert "corrupt.jpg: corrupt image" in out.err and "readme.txt: not an image" in out.err
     assert "6 face(s) added" in out.out and "2 failed" in out.out
     with Store.open(wd) as s:
-        items = s.items()
-        assert len(items) == 6 and all(r["prob"] > 0.95 for r in items)
-        assert len({r["source_id"] for r in items}) == 6  # exactly one face per photo
+        items = s.items.get()
+        assert len(items) == 6 and all(r.prob > 0.95 for r in items)
+        assert len({r.source_id for r in items}) == 6  # exactly one face per photo
     assert main(["preprocess", wd, str(d)]) == 1
     assert "0 face(s) added" in capsys.readouterr().out
     with Store.open(wd) as s:
-        assert len(s.items()) == 6
+        assert len(s.items.get()) == 6

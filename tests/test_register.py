@@ -49,7 +49,7 @@ def corrupt_jpeg(path: Path, like: Path) -> Path:
 
 
 def sources(store):
-    return [dict(r) for r in store.conn.execute("SELECT * FROM sources ORDER BY id")]
+    return store.sources.all()
 
 
 def test_registers_each_file_as_an_item_without_detection(store, tmp_path, chips):
@@ -61,19 +61,19 @@ def test_registers_each_file_as_an_item_without_detection(store, tmp_path, chips
     assert report.faces == report.images == 20 and not report.ok
     assert [p.reason for p in report.failed] == ["corrupt image"] == [p.reason for p in seen]
     assert sum(moved) == 21
-    items = store.items()
-    assert [r["crop_path"] for r in items] == [str(p.resolve()) for p in chips]
-    assert [r["source_path"] for r in items] == [r["crop_path"] for r in items]
+    items = store.items.get()
+    assert [r.crop_path for r in items] == [str(p.resolve()) for p in chips]
+    assert [r.source_path for r in items] == [r.crop_path for r in items]
     for r, p in zip(items, chips, strict=True):
-        assert r["hash"] == pixel_hash(np.asarray(Image.open(p).convert("RGB")))
-        assert r["split"] == "pool" and r["pool"] == 1 and r["prob"] is None and r["box"] is None
-        assert store.crop_path(r) == p.resolve()
+        assert r.hash == pixel_hash(np.asarray(Image.open(p).convert("RGB")))
+        assert r.split == "pool" and r.pool == 1 and r.prob is None and r.box is None
+        assert r.crop_file(store.root) == p.resolve()
     src = sources(store)
-    assert {s["kind"] for s in src} == {"crop"} and len(src) == 21
-    assert [s["status"] for s in src].count("failed") == 1
+    assert {s.kind for s in src} == {"crop"} and len(src) == 21
+    assert [s.status for s in src].count("failed") == 1
     again = register_crops(store, [*chips, bad])
     assert again.faces == 0 and again.done_before == 20 and len(again.failed) == 1
-    assert len(store.items()) == 20 and len(sources(store)) == 21
+    assert len(store.items.get()) == 20 and len(sources(store)) == 21
 
 
 def test_same_picture_twice_is_one_item(store, tmp_path, chips):
@@ -83,17 +83,17 @@ def test_same_picture_twice_is_one_item(store, tmp_path, chips):
         store, [chips[0], tmp_path / "copy.jpg", chips[1], tmp_path / "lossless.png"]
     )
     assert report.ok and report.duplicates == 1 and report.faces == 2 and report.known_faces == 1
-    assert len(store.items()) == 2
+    assert len(store.items.get()) == 2
 
 
 def test_killed_run_keeps_whole_chunks_and_resumes(store, chips, monkeypatch):
     monkeypatch.setattr(register, "CHUNK", 6)
     with pytest.raises(KeyboardInterrupt):
         register_crops(store, chips, progress=interrupt_after(2))  # after two chunks
-    assert len(store.items()) == 12
+    assert len(store.items.get()) == 12
     report = register_crops(store, chips)
     assert report.done_before == 12 and report.faces == 8 and report.ok
-    assert len(store.items()) == 20 and len({r["crop_path"] for r in store.items()}) == 20
+    assert len(store.items.get()) == 20 and len({r.crop_path for r in store.items.get()}) == 20
 
 
 def test_command_cropped_then_the_oracle_labels_and_the_cache_reads(
@@ -115,17 +115,17 @@ def test_command_cropped_then_the_oracle_labels_and_the_cache_reads(
     assert main(["preprocess", wd, str(d), "--cropped"]) == 1
     assert "0 face(s) added" in capsys.readouterr().out
     with Store.open(wd) as store:
-        ids = store.item_ids("pool")
+        ids = store.items.ids("pool")
         assert len(ids) == 20
-        want = [UTK_RACES[utk_fields(PurePosixPath(r["crop_path"]))[2]] for r in store.items(ids)]
+        want = [UTK_RACES[utk_fields(PurePosixPath(r.crop_path))[2]] for r in store.items.get(ids)]
         full = parse_folder(utk_dir, get_parser("utkface_race"), UTK_RACES)
         assert [label for _, label in Oracle.from_folder(full).answer(store, ids)] == want
         linked = LabeledFolder(d, tuple(d / p.name for p in chips), np.array(want), UTK_RACES)
         csv = write_labels_csv(linked, tmp_path / "labels.csv")  # the links' paths
         assert [label for _, label in Oracle.from_csv(csv, UTK_RACES).answer(store, ids)] == want
         cache = CropCache.build(store, ids, 32)
-        first = store.items(ids[:1])[0]
-        assert np.array_equal(cache.array[0], load_crop(first["crop_path"], 32))
+        first = store.items.get(ids[:1])[0]
+        assert np.array_equal(cache.array[0], load_crop(first.crop_path, 32))
 
 
 def test_dataset_cropped_needs_every_input_inside_dataset_root(tmp_path):

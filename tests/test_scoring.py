@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from alface.config import Config
 from alface.data import BatchTransform, CropDataset, collate_batch
+from alface.device import cpu_devices
 from alface.model import build_model
 from alface.scoring import (
     ScoreWriter,
@@ -112,28 +113,28 @@ def test_embed_returns_ids_and_embeddings_in_memory():
 def test_score_pool_scores_the_pool_with_the_latest_model_and_records_it(tmp_path):
     wd = make_workdir(tmp_path / "wd", n=14, cfg=_cfg("select.score_batch_size=4"))
     with pytest.raises(ScoringError, match="alface train"):
-        score_pool(wd)
+        score_pool(wd, cpu_devices())
     cfg = wd.cfg
     model = build_model(cfg, 5)
     ckpt = wd.path("models", "1", mkdir=True) / "model.ckpt"
     trainer = L.Trainer(**CPU, logger=False, enable_progress_bar=False)
-    pool = wd.store.item_ids("pool")
-    paths = [str(wd.store.crop_path(r)) for r in wd.store.items(pool)]
+    pool = wd.store.items.ids("pool")
+    paths = [str(r.crop_file(wd.root)) for r in wd.store.items.get(pool)]
     ds = CropDataset(pool, np.full(len(pool), -1), SIZE, paths=paths)
     loader = DataLoader(ds, batch_size=5, collate_fn=collate_batch)
     trainer.predict(model, loader)  # attaches the model, so the trainer can save it
     trainer.save_checkpoint(ckpt, weights_only=True)
     with wd.store.transaction("test"):
-        model_id = wd.store.add_model("models/1/model.ckpt", "test_resnet", 0)
+        model_id = wd.store.runs.add_model("models/1/model.ckpt", "test_resnet", 0)
     with wd.store.transaction("test"):
-        wd.store.move(pool[:4], "itval")
-    s = score_pool(wd)
-    ids, probs, emb = load_scores(s.path)
+        wd.store.items.move(pool[:4], "itval")
+    s = score_pool(wd, cpu_devices())
+    ids, probs, emb = load_scores(wd.root / s.path)
     np.testing.assert_array_equal(ids, pool[4:])
-    row = wd.store.latest_scoring(model_id)
-    assert row["path"] == "scores/model1" and row["n_items"] == len(pool) - 4 == s.n_items
+    row = wd.store.runs.latest_scoring(model_id)
+    assert row.path == "scores/model1" and row.n_items == len(pool) - 4 == s.n_items
     full, _ = _expected(model, torch.cat([b["image"] for b in loader])[4:])
     np.testing.assert_allclose(probs, full, rtol=1e-3, atol=1e-5)
-    only = score_pool(wd, ids=pool[:2], name="two")
-    assert load_scores(only.path)[0].tolist() == pool[:2].tolist()
+    only = score_pool(wd, cpu_devices(), ids=pool[:2], name="two")
+    assert load_scores(wd.root / only.path)[0].tolist() == pool[:2].tolist()
     wd.close()

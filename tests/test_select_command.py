@@ -8,7 +8,7 @@ import pytest
 
 from alface.cli import main
 from alface.config import Config, load_config
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.workdir import Workdir
 
 CLASSES = Config().labels.classes
@@ -22,18 +22,18 @@ def workdir(utk_dir, tmp_path) -> tuple[Path, dict[int, str]]:
     """60 real faces in the pool, 30 of them labeled."""
     files = sorted(utk_dir.glob("*.jpg"))[5::40][:60]
     wd = Workdir.init(tmp_path / "wd", load_config(None, SETTINGS))
-    recs = [ItemRecord(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
+    recs = [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
     with wd.store.transaction("test"):
-        ids = wd.store.add_items(recs, pool=1)
+        ids = wd.store.items.add(recs, pool=1)
         truth = {i: CLASSES[int(f.name.split("_")[2])] for i, f in zip(ids, files, strict=True)}
-        wd.store.annotate([(i, truth[i], "ann") for i in ids[:30]])
+        wd.store.labels.annotate([(i, truth[i], "ann") for i in ids[:30]])
     wd.close()
     return tmp_path / "wd", truth
 
 
 def _dump(root: Path) -> list[str]:
     wd = Workdir.open(root)
-    rows = list(wd.store.conn.iterdump())
+    rows = list(wd.store.dump())
     wd.close()
     return rows
 
@@ -53,13 +53,11 @@ def test_random_needs_no_model_and_records_the_batch(workdir, tmp_path, capsys):
     }
     assert sum(r["annotators"] == "2" for r in rows) == 3  # 25 % paired
     wd = Workdir.open(root)
-    (batch,) = wd.store.open_batches()
-    uids = {
-        r["uid"] for r in wd.store.items([b["item_id"] for b in wd.store.batch_items(batch["id"])])
-    }
+    (batch,) = wd.store.runs.open_batches()
+    uids = {r.uid for r in wd.store.items.get([b.item_id for b in wd.store.runs.entries(batch.id)])}
     assert uids == {r["item"] for r in rows}
-    labeled = set(wd.store.labels())
-    assert not labeled & {b["item_id"] for b in wd.store.batch_items(batch["id"])}
+    labeled = set(wd.store.labels.resolved())
+    assert not labeled & {b.item_id for b in wd.store.runs.entries(batch.id)}
     wd.close()
     assert "import-labels" in capsys.readouterr().out
 
@@ -85,8 +83,8 @@ def test_nan_embeddings_of_a_diverged_model_are_one_line_naming_the_item(workdir
     assert main(["train", str(root)]) == 0
     assert main(["select", str(root), "--out", str(tmp_path / "b")]) == 0  # scores the pool
     wd = Workdir.open(root)
-    folder = root / wd.store.latest_scoring(int(wd.store.latest_model()["id"]))["path"]
-    id_of = {r["uid"]: int(r["id"]) for r in wd.store.items()}
+    folder = root / wd.store.runs.latest_scoring(wd.store.runs.latest_model().id).path
+    id_of = {r.uid: r.id for r in wd.store.items.get()}
     wd.close()
     ids = np.load(folder / "ids.npy")
     emb = np.load(folder / "emb.npy")

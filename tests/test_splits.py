@@ -68,28 +68,28 @@ def test_in_val_is_stable_and_near_the_fraction():
 def _check_invariants(store, before: dict | None = None, promoted: bool = True) -> dict:
     """Every item is in exactly one split; labeled items are out of the pool once promoted;
     no item and no annotation is ever lost."""
-    rows = store.items()
+    rows = store.items.get()
     by_split: dict[str, set[int]] = {}
     for r in rows:
-        by_split.setdefault(r["split"], set()).add(r["id"])
-    labels = store.labels()
-    assert sum(len(v) for v in by_split.values()) == len(rows) == len({r["id"] for r in rows})
+        by_split.setdefault(r.split, set()).add(r.id)
+    labels = store.labels.resolved()
+    assert sum(len(v) for v in by_split.values()) == len(rows) == len({r.id for r in rows})
     assert not promoted or not by_split.get("pool", set()) & set(labels)
     for s in ("train", "val", "overfit"):
         assert by_split.get(s, set()) <= set(labels), s
     if before is not None:
-        assert set(before["ids"]) == {r["id"] for r in rows}
-        assert len(store.annotations(current=False)) >= before["n_ann"]
-    return {"ids": [r["id"] for r in rows], "n_ann": len(store.annotations(current=False))}
+        assert set(before["ids"]) == {r.id for r in rows}
+        assert len(store.labels.annotations(current=False)) >= before["n_ann"]
+    return {"ids": [r.id for r in rows], "n_ann": len(store.labels.annotations(current=False))}
 
 
 @pytest.fixture
 def labeled_wd(tmp_path):
     cfg = Config().replace("data.overfit_size=8", "data.itval_size=10", "data.val_fraction=0.25")
     wd = make_workdir(tmp_path / "wd", n=80, cfg=cfg)
-    ids = wd.store.item_ids()
+    ids = wd.store.items.ids()
     with wd.store.transaction("test"):
-        wd.store.annotate([(int(i), CLASSES[k % 3], "ann") for k, i in enumerate(ids[:48])])
+        wd.store.labels.annotate([(int(i), CLASSES[k % 3], "ann") for k, i in enumerate(ids[:48])])
     yield wd
     wd.close()
 
@@ -98,83 +98,85 @@ def test_a_round_keeps_splits_disjoint_and_complete(labeled_wd):
     store, cfg = labeled_wd.store, labeled_wd.cfg
     rng = np.random.default_rng(0)
     state = _check_invariants(store, promoted=False)
-    moved = splits.promote_labeled(store, cfg, round_id=1)
-    labeled = set(store.labels())
+    moved = splits.promote_labeled(store, cfg.data.val_fraction, round_id=1)
+    labeled = set(store.labels.resolved())
     assert set(moved["train"]) | set(moved["val"]) == labeled
-    assert all(splits.in_val(r["uid"], 0.25) for r in store.items(moved["val"]))
-    assert not any(splits.in_val(r["uid"], 0.25) for r in store.items(moved["train"]))
-    again = splits.promote_labeled(store, cfg, round_id=1)
+    assert all(splits.in_val(r.uid, 0.25) for r in store.items.get(moved["val"]))
+    assert not any(splits.in_val(r.uid, 0.25) for r in store.items.get(moved["train"]))
+    again = splits.promote_labeled(store, cfg.data.val_fraction, round_id=1)
     assert len(again["train"]) == len(again["val"]) == 0
     state = _check_invariants(store, state)
 
     with store.transaction("test"):
-        rid = store.start_round()
-    train_before = set(store.item_ids("train"))
-    over = splits.draw_overfit_set(store, cfg, rng, rid)
+        rid = store.runs.start_round()
+    train_before = set(store.items.ids("train"))
+    over = splits.draw_overfit_set(store, cfg.data.overfit_size, rng, rid)
     assert len(over) == 8 and set(over) <= train_before
-    assert not set(over) & set(store.item_ids("train"))
-    assert len({store.labels()[int(i)] for i in over}) == 3  # stratified: every class
-    np.testing.assert_array_equal(splits.draw_overfit_set(store, cfg, rng, rid), over)
+    assert not set(over) & set(store.items.ids("train"))
+    assert len({store.labels.resolved()[int(i)] for i in over}) == 3  # stratified: every class
+    np.testing.assert_array_equal(
+        splits.draw_overfit_set(store, cfg.data.overfit_size, rng, rid), over
+    )
     with pytest.raises(SplitError, match="still out"):
-        splits.draw_overfit_set(store, cfg, rng, rid + 1)
+        splits.draw_overfit_set(store, cfg.data.overfit_size, rng, rid + 1)
     state = _check_invariants(store, state)
 
-    pool_before = set(store.item_ids("pool"))
-    itval = splits.draw_itval_set(store, cfg, rng, rid, iteration_id=1)
+    pool_before = set(store.items.ids("pool"))
+    itval = splits.draw_itval_set(store, cfg.data.itval_size, rng, rid, iteration_id=1)
     assert len(itval) == 10 and set(itval) <= pool_before
     with store.transaction("test"):  # people label part of the itval set and two pool faces
-        store.annotate(
-            [(int(i), CLASSES[0], "ann") for i in [*itval[:4], *store.item_ids("pool")[:2]]]
+        store.labels.annotate(
+            [(int(i), CLASSES[0], "ann") for i in [*itval[:4], *store.items.ids("pool")[:2]]]
         )
-    moved = splits.promote_labeled(store, cfg, rid, 1)
+    moved = splits.promote_labeled(store, cfg.data.val_fraction, rid, 1)
     assert len(moved["train"]) + len(moved["val"]) == 2
-    assert set(store.item_ids("itval")) == set(itval)  # itval stays where it is
+    assert set(store.items.ids("itval")) == set(itval)  # itval stays where it is
     state = _check_invariants(store, state)
 
     assert set(splits.return_overfit_set(store, rid)) == set(over)
-    assert set(store.item_ids("train")) >= train_before and not len(store.item_ids("overfit"))
-    released = splits.release_itval_set(store, cfg, rid)
+    assert set(store.items.ids("train")) >= train_before and not len(store.items.ids("overfit"))
+    released = splits.release_itval_set(store, cfg.data.val_fraction, rid)
     assert len(released["train"]) + len(released["val"]) == 4 and len(released["pool"]) == 6
     scrapped = splits.scrap_pool(store, rid)
-    assert len(store.item_ids("pool")) == 0 and len(scrapped) == 80 - 48 - 2 - 4
+    assert len(store.items.ids("pool")) == 0 and len(scrapped) == 80 - 48 - 2 - 4
     _check_invariants(store, state)
 
 
 def test_draw_itval_set_is_cluster_stratified_with_embeddings(labeled_wd):
     store, cfg = labeled_wd.store, labeled_wd.cfg
-    splits.promote_labeled(store, cfg)
-    pool = store.item_ids("pool")  # 32 unlabeled faces: two clusters, 24 and 8
+    splits.promote_labeled(store, cfg.data.val_fraction)
+    pool = store.items.ids("pool")  # 32 unlabeled faces: two clusters, 24 and 8
     emb = np.zeros((len(pool), 4), np.float32)
     emb[24:, 0] = 100.0
     emb += np.random.default_rng(0).normal(scale=0.1, size=emb.shape).astype(np.float32)
     cfg = cfg.replace("select.n_clusters=2", "data.itval_size=8")
-    picked = splits.draw_itval_set(store, cfg, np.random.default_rng(0), 1, embeddings=(pool, emb))
+    picked = splits.draw_itval_set(
+        store, cfg.data.itval_size, np.random.default_rng(0), 1, embeddings=(pool, emb)
+    )
     assert np.isin(picked, pool[24:]).sum() == 2 and np.isin(picked, pool[:24]).sum() == 6
     cfg = cfg.replace("data.itval_size=1000")
-    rest = splits.draw_itval_set(store, cfg, np.random.default_rng(0), 1)
-    assert len(rest) == len(pool) - 8 and len(store.item_ids("pool")) == 0
+    rest = splits.draw_itval_set(store, cfg.data.itval_size, np.random.default_rng(0), 1)
+    assert len(rest) == len(pool) - 8 and len(store.items.ids("pool")) == 0
 
 
 def test_faces_waiting_in_an_open_batch_are_neither_drawn_nor_scrapped(labeled_wd):
     store, cfg = labeled_wd.store, labeled_wd.cfg
-    splits.promote_labeled(store, cfg)
-    pool = store.item_ids("pool")
+    splits.promote_labeled(store, cfg.data.val_fraction)
+    pool = store.items.ids("pool")
     with store.transaction("test"):
-        store.add_batch("select", [{"item_id": int(i)} for i in pool[:5]])
-    itval = splits.draw_itval_set(
-        store, cfg.replace("data.itval_size=1000"), np.random.default_rng(0), 1
-    )
+        store.runs.add_batch("select", [{"item_id": int(i)} for i in pool[:5]])
+    itval = splits.draw_itval_set(store, 1000, np.random.default_rng(0), 1)
     assert not set(itval) & set(pool[:5]) and len(itval) == len(pool) - 5
     assert len(splits.scrap_pool(store, 1)) == 0
-    np.testing.assert_array_equal(store.item_ids("pool"), pool[:5])
+    np.testing.assert_array_equal(store.items.ids("pool"), pool[:5])
 
 
 def test_a_failing_command_rolls_back_the_draws(labeled_wd):
     store, cfg = labeled_wd.store, labeled_wd.cfg
     before = dump(store)
     with pytest.raises(RuntimeError), store.transaction("loop"):
-        splits.promote_labeled(store, cfg, 1)
-        splits.draw_overfit_set(store, cfg, np.random.default_rng(0), 1)
-        splits.draw_itval_set(store, cfg, np.random.default_rng(0), 1)
+        splits.promote_labeled(store, cfg.data.val_fraction, 1)
+        splits.draw_overfit_set(store, cfg.data.overfit_size, np.random.default_rng(0), 1)
+        splits.draw_itval_set(store, cfg.data.itval_size, np.random.default_rng(0), 1)
         raise RuntimeError("killed half-way")
     assert dump(store) == before

@@ -16,22 +16,22 @@ def wd(tmp_path):
     """20 faces: 10 labeled and promoted, one disagreement, an open batch, a stopped iteration."""
     cfg = Config().replace("data.overfit_size=2", "data.val_fraction=0.3")
     w = make_workdir(tmp_path / "wd", n=20, cfg=cfg)
-    store, ids = w.store, w.store.item_ids()
+    store, ids = w.store, w.store.items.ids()
     with store.transaction("test"):
-        store.annotate([(int(i), CLASSES[k % 2], "ann") for k, i in enumerate(ids[:10])])
-        store.annotate([(int(ids[10]), CLASSES[0], "a"), (int(ids[10]), CLASSES[1], "b")])
-        store.add_batch("select", [{"item_id": int(i)} for i in ids[11:14]])
-        rid = store.start_round()
-        it0 = store.add_iteration(rid, state="trained")
-        store.update_iteration(it0, metrics={"itval": {"macro_f1": 0.4}}, decision="continue")
-        it1 = store.add_iteration(rid, state="trained")
-        store.update_iteration(
+        store.labels.annotate([(int(i), CLASSES[k % 2], "ann") for k, i in enumerate(ids[:10])])
+        store.labels.annotate([(int(ids[10]), CLASSES[0], "a"), (int(ids[10]), CLASSES[1], "b")])
+        store.runs.add_batch("select", [{"item_id": int(i)} for i in ids[11:14]])
+        rid = store.runs.start_round()
+        it0 = store.runs.add_iteration(rid, state="trained")
+        store.runs.update_iteration(it0, metrics={"itval": {"macro_f1": 0.4}}, decision="continue")
+        it1 = store.runs.add_iteration(rid, state="trained")
+        store.runs.update_iteration(
             it1, metrics={"itval": {"macro_f1": 0.38}, "overfit": {"macro_f1": 0.7}},
             decision="stop", stop_reason="itval macro_f1 did not improve", ended=True,
         )  # fmt: skip
-        store.add_model("models/m1.ckpt", "resnet18", 10, {"val": {"macro_f1": 0.5}}, it1)
-    splits.promote_labeled(store, cfg, rid)
-    splits.draw_overfit_set(store, cfg, np.random.default_rng(0), rid)
+        store.runs.add_model("models/m1.ckpt", "resnet18", 10, {"val": {"macro_f1": 0.5}}, it1)
+    splits.promote_labeled(store, cfg.data.val_fraction, rid)
+    splits.draw_overfit_set(store, cfg.data.overfit_size, np.random.default_rng(0), rid)
     yield w
     w.close()
 
@@ -40,10 +40,10 @@ def test_status_json_has_counts_round_metrics_and_stop(wd, capsys):
     assert main(["status", str(wd.root), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     store = wd.store
-    assert s["items"] == 20 and s["splits"] == store.split_counts()
+    assert s["items"] == 20 and s["splits"] == store.items.split_counts()
     assert s["splits"]["train"] + s["splits"]["val"] + s["splits"]["overfit"] == 10
     for split, counts in s["classes"].items():
-        assert counts == {c: store.class_counts(split).get(c, 0) for c in CLASSES}
+        assert counts == {c: store.labels.class_counts(split).get(c, 0) for c in CLASSES}
     assert sum(sum(c.values()) for c in s["classes"].values()) == 10
     assert s["labeled"] == {
         "train": s["splits"]["train"], "val": s["splits"]["val"], "overfit": 2,
@@ -66,7 +66,7 @@ def test_status_json_has_counts_round_metrics_and_stop(wd, capsys):
 
 def test_status_table_for_people(wd, capsys):
     with wd.store.transaction("test"):
-        wd.store.end_round(1, "target macro_f1 0.9 reached")
+        wd.store.runs.end_round(1, "target macro_f1 0.9 reached")
     assert main(["status", str(wd.root)]) == 0
     out = capsys.readouterr().out
     assert out.index("White") < out.index("Black")  # classes in the config's order

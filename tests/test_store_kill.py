@@ -18,15 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 # One transaction: N items, then one label each (annotations + resolved labels + audit).
 CHILD = """
 import hashlib, sys
-from alface.store import ItemRecord, Store
+from alface.store import NewItem, Store
 root, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = Store.open(root)
 with store.transaction("import") as s:
     print("begin", flush=True)
-    items = [ItemRecord(f"crops/{tag}_{i}.jpg", hashlib.sha1(f"{tag}{i}".encode()).hexdigest())
+    items = [NewItem(f"crops/{tag}_{i}.jpg", hashlib.sha1(f"{tag}{i}".encode()).hexdigest())
              for i in range(n)]
-    ids = s.add_items(items, pool=1)
-    s.annotate([(i, "White", "oracle") for i in ids], kind="oracle")
+    ids = s.items.add(items, pool=1)
+    s.labels.annotate([(i, "White", "oracle") for i in ids], kind="oracle")
 print("done", flush=True)
 """
 
@@ -52,8 +52,8 @@ def _run(root, tag: str, kill_after: float | None) -> tuple[bool, float]:
 
 def _counts(root) -> dict[str, int]:
     with Store.open(root) as store:
-        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        q = store.conn.execute
+        assert store.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        q = store.execute
         return {
             "items": q("SELECT COUNT(*) FROM items").fetchone()[0],
             "annotations": q("SELECT COUNT(*) FROM annotations").fetchone()[0],

@@ -17,11 +17,14 @@ from labelstore import dump, make_workdir
 from alface import probe, splits
 from alface.cli import main
 from alface.config import Config, load_config
+from alface.device import cpu_devices
 from alface.model import build_model, load_model
 from alface.scoring import load_scores, score_pool
-from alface.store import ItemRecord
+from alface.store import NewItem
 from alface.training import TrainError, fit_head, seeded, train
 from alface.workdir import Workdir
+
+CPU = cpu_devices()
 
 CLASSES = Config().labels.classes
 BASE = (
@@ -37,18 +40,18 @@ def _real_workdir(root: Path, n: int = 48) -> tuple[Workdir, dict[int, str]]:
     utk = SHARED / "data" / "utkface-dev"
     if not utk.is_dir():
         wd = make_workdir(root, n=n, cfg=cfg)
-        return wd, {int(i): CLASSES[k % 3] for k, i in enumerate(wd.store.item_ids())}
+        return wd, {int(i): CLASSES[k % 3] for k, i in enumerate(wd.store.items.ids())}
     files = sorted(utk.glob("*.jpg"))[:: 2925 // n][:n]
     wd = Workdir.init(root, cfg)
-    records = [ItemRecord(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
+    records = [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest()) for f in files]
     with wd.store.transaction("test"):
-        ids = wd.store.add_items(records, pool=1)
+        ids = wd.store.items.add(records, pool=1)
     return wd, {i: CLASSES[int(f.name.split("_")[2])] for i, f in zip(ids, files, strict=True)}
 
 
 def _label(wd: Workdir, labels: dict[int, str], ids) -> None:
     with wd.store.transaction("test"):
-        wd.store.annotate([(int(i), labels[int(i)], "ann") for i in ids])
+        wd.store.labels.annotate([(int(i), labels[int(i)], "ann") for i in ids])
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +60,17 @@ def trained(tmp_path_factory) -> Path:
     with 3 labels, 2 labeled pool faces not yet promoted, and model 1 trained on them."""
     root = tmp_path_factory.mktemp("trained") / "wd"
     wd, labels = _real_workdir(root)
-    ids = wd.store.item_ids()
+    ids = wd.store.items.ids()
     _label(wd, labels, ids[:36])
     rng = np.random.default_rng(0)
-    splits.promote_labeled(wd.store, wd.cfg, 1)
-    splits.draw_overfit_set(wd.store, wd.cfg, rng, 1)
-    splits.draw_itval_set(wd.store, wd.cfg, rng, 1)
-    _label(wd, labels, wd.store.item_ids("itval")[:3])
-    late = wd.store.item_ids("pool")[:2]
+    splits.promote_labeled(wd.store, wd.cfg.data.val_fraction, 1)
+    splits.draw_overfit_set(wd.store, wd.cfg.data.overfit_size, rng, 1)
+    splits.draw_itval_set(wd.store, wd.cfg.data.itval_size, rng, 1)
+    _label(wd, labels, wd.store.items.ids("itval")[:3])
+    late = wd.store.items.ids("pool")[:2]
     _label(wd, labels, late)
     (root / "late.json").write_text(json.dumps(late.tolist()))
-    result = train(wd)
+    result = train(wd, CPU)
     assert result.model_id == 1
     wd.close()
     return root
@@ -81,14 +84,14 @@ def _copy(trained: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_train_records_the_best_model_with_its_metrics(trained):
     with Workdir.open(trained) as wd:
-        row = wd.store.latest_model()
-        assert row["id"] == 1 and row["path"] == "models/1/model.ckpt"
-        assert row["backbone"] == "test_resnet"
+        row = wd.store.runs.latest_model()
+        assert row.id == 1 and row.path == "models/1/model.ckpt"
+        assert row.backbone == "test_resnet"
         late = json.loads((trained / "late.json").read_text())
-        assert set(late) <= set(wd.store.item_ids(["train", "val"]))  # promoted by train
-        assert row["n_labeled"] == len(wd.store.item_ids(["train", "val"]))
-        metrics = json.loads(row["metrics"])
-        n_val = len(wd.store.item_ids("val"))
+        assert set(late) <= set(wd.store.items.ids(["train", "val"]))  # promoted by train
+        assert row.n_labeled == len(wd.store.items.ids(["train", "val"]))
+        metrics = row.metrics
+        n_val = len(wd.store.items.ids("val"))
     assert set(metrics) == {"val", "overfit", "itval"}
     assert [metrics[s]["n"] for s in ("val", "overfit", "itval")] == [n_val, 4, 3]
     for m in metrics.values():
@@ -112,10 +115,10 @@ def test_cli_trains_another_backbone_by_config_alone(trained, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "model 2:" in out and "itval" in out and "macro-F1" in out
     with Workdir.open(root) as wd:
-        row = wd.store.latest_model()
-        assert row["backbone"] == "test_efficientnet" and row["path"] == "models/2/model.ckpt"
+        row = wd.store.runs.latest_model()
+        assert row.backbone == "test_efficientnet" and row.path == "models/2/model.ckpt"
         before = dump(wd.store)
-    assert load_model(root / row["path"]).config.backbone.name == "test_efficientnet"
+    assert load_model(root / row.path).config.backbone.name == "test_efficientnet"
     assert main(["train", str(root), "train.monitor=val/f1"]) == 2
     assert "val/macro_f1" in capsys.readouterr().err
     with Workdir.open(root) as wd:
@@ -127,13 +130,13 @@ def test_warm_start_begins_from_the_latest_model(trained, tmp_path):
     root = _copy(trained, tmp_path)
     frozen = ("train.warm_start=true", "train.lr=0.0", "train.head_lr=0.0", "train.max_epochs=1")
     with Workdir.open(root, frozen) as wd:
-        result = train(wd)
+        result = train(wd, CPU)
     assert result.warm_started
     old, new = load_model(root / "models/1/model.ckpt"), load_model(result.path)
     for (k, a), b in zip(old.model.named_parameters(), new.model.parameters(), strict=True):
         assert torch.equal(a, b), k  # lr 0: the weights are the previous model's
     with Workdir.open(root, (*frozen, "backbone=test_efficientnet")) as wd:
-        assert not train(wd).warm_started
+        assert not train(wd, CPU).warm_started
 
 
 @pytest.mark.slow
@@ -142,7 +145,7 @@ def test_linear_probe_trains_the_head_on_cached_features(trained, tmp_path, monk
     calls, real_embed = [], probe.embed
     monkeypatch.setattr(probe, "embed", lambda *a: calls.append(1) or real_embed(*a))
     with Workdir.open(root, ("train.mode=linear_probe", "train.max_epochs=3")) as wd:
-        result = train(wd)
+        result = train(wd, CPU)
         with seeded(wd.cfg.seed):
             fresh = build_model(wd.cfg, len(CLASSES))
     assert calls == [1]  # one embedding pass over every labeled face
@@ -159,7 +162,7 @@ def test_early_stopping_watches_labeled_val(trained, tmp_path):
     with Workdir.open(root, (*still, "train.max_epochs=10")) as wd:
         # the head stands still (only the feature standardisation's running statistics move),
         # so val/macro_f1 stops improving at once: far fewer than the 10 epochs allowed
-        assert train(wd).epochs <= 3
+        assert train(wd, CPU).epochs <= 3
 
 
 @pytest.mark.slow
@@ -179,14 +182,14 @@ def test_a_run_killed_mid_training_leaves_the_previous_model_usable(trained, tmp
     assert proc.wait() == -signal.SIGKILL
     assert (root / "models" / "1" / "model.ckpt").read_bytes() == previous
     with Workdir.open(root, ("select.score_batch_size=16",)) as wd:
-        assert wd.store.latest_model()["id"] == 1
+        assert wd.store.runs.latest_model().id == 1
         assert not (root / "models" / "2").exists()
-        scoring = score_pool(wd)  # the previous model loads and predicts
-        ids, probs, _ = load_scores(scoring.path)
-        assert scoring.model_id == 1 and len(ids) == len(wd.store.item_ids("pool"))
+        scoring = score_pool(wd, CPU)  # the previous model loads and predicts
+        ids, probs, _ = load_scores(wd.root / scoring.path)
+        assert scoring.model_id == 1 and len(ids) == len(wd.store.items.ids("pool"))
         np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     with Workdir.open(root, ("train.max_epochs=1",)) as wd:
-        assert train(wd).model_id == 2
+        assert train(wd, CPU).model_id == 2
     assert sorted(p.name for p in (root / "models").iterdir()) == ["1", "2"]
 
 
@@ -194,9 +197,9 @@ def test_no_labels_is_one_clear_error_and_changes_nothing(tmp_path):
     wd = make_workdir(tmp_path / "wd", n=6, cfg=Config().replace(*BASE))
     before = dump(wd.store)
     with pytest.raises(TrainError, match="no labeled faces"):
-        train(wd)
+        train(wd, CPU)
     with pytest.raises(TrainError, match="val/macro_f1, val/acc, val/loss"):
-        train(Workdir(wd.root, wd.cfg.replace("train.monitor=acc"), wd.store))
+        train(Workdir(wd.root, wd.cfg.replace("train.monitor=acc"), wd.store), CPU)
     assert dump(wd.store) == before and not (tmp_path / "wd" / "models").exists()
     wd.close()
 
@@ -216,7 +219,7 @@ def test_fit_head_learns_separable_features(rng):
         for k, v in model.state_dict().items()
         if k.startswith("model.") and not k.startswith("model.fc.")
     }
-    fit_head(model, x[:150], y[:150], cfg)  # no val: the last epoch's head is kept
+    fit_head(model, x[:150], y[:150], cfg, CPU.trainer)  # no val: the last epoch's head is kept
     with torch.no_grad():
         pred = model.head(torch.from_numpy(x[150:])).argmax(dim=1).numpy()
     assert (pred == y[150:]).mean() > 0.9

@@ -122,9 +122,9 @@ def drift(labels: dict[str, dict[int, str]], classes: Sequence[str]) -> dict[str
 def current_labels(store: Store, classes: Sequence[str]) -> dict[str, dict[int, str]]:
     """Annotator → {item id: label} over current labels of kind 'label' in ``classes``."""
     out: dict[str, dict[int, str]] = defaultdict(dict)
-    for a in store.annotations():
-        if a["kind"] == "label" and a["label"] in classes:
-            out[a["annotator"]][a["item_id"]] = a["label"]
+    for a in store.labels.annotations():
+        if a.kind == "label" and a.label in classes:
+            out[a.annotator][a.item_id] = a.label
     return dict(out)
 
 
@@ -160,7 +160,7 @@ def summarize(store: Store, cfg: Config) -> dict[str, Any]:
     annotators = drift(labels, classes)
     return _json_ready({
         "pairs": pairs,
-        "review_queue": len(store.review_queue()),
+        "review_queue": len(store.labels.review_queue()),
         "warnings": warnings(pairs, annotators, cfg),
         "annotators": annotators,
     })  # fmt: skip

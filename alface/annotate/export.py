@@ -26,7 +26,7 @@ import numpy as np
 from alface.annotate import AnnotationError
 from alface.annotate.sheet import Group, contact_sheet
 from alface.config import CONFIG_ROOT, Config
-from alface.store import Store
+from alface.store import Item, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
 FROM_NAME, TO_NAME = "label", "image"  # the Choices and Image tag names in label_config.xml
@@ -70,7 +70,7 @@ def write_batch(
     guidelines = guidelines_path(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = store.items([int(e["item_id"]) for e in entries])
+    rows = store.items.get([int(e["item_id"]) for e in entries])
     score_name = cfg.select.uncertainty
     columns = tuple(score_name if c == "entropy" else c for c in BATCH_COLUMNS)
     records = [
@@ -94,26 +94,26 @@ def write_batch(
 
 
 def _cluster_groups(
-    store: Store, records: Sequence[dict[str, Any]], rows: Sequence[Any]
+    store: Store, records: Sequence[dict[str, Any]], rows: Sequence[Item]
 ) -> list[Group]:
     """The batch's faces by cluster (in cluster order) for the contact sheet."""
     groups: dict[Any, list[tuple[Path, str]]] = defaultdict(list)
     for r, row in zip(records, rows, strict=True):
         caption = f"{r['n']} {r['reason']}" + (", pair" if r["annotators"] == 2 else "")
-        groups[r["cluster"]].append((store.crop_path(row), caption.strip()))
+        groups[r["cluster"]].append((row.crop_file(store.root), caption.strip()))
     order = sorted(groups, key=lambda k: (k == "", k if k != "" else 0))
     return [(f"cluster {k}" if k != "" else "no cluster", groups[k]) for k in order]
 
 
-def _record(n: int, e: dict[str, Any], row: Any, score_name: str) -> dict[str, Any]:
+def _record(n: int, e: dict[str, Any], row: Item, score_name: str) -> dict[str, Any]:
     """One batch.csv row; ``label`` and ``annotator`` are left for the person to fill."""
     score, cluster = e.get("score"), e.get("cluster")
     return {
-        "n": n, "item": row["uid"], "label": "", "annotator": "",
+        "n": n, "item": row.uid, "label": "", "annotator": "",
         "predicted": e.get("predicted") or "",
         score_name: "" if score is None else f"{float(score):.4f}",
         "cluster": "" if cluster is None else int(cluster), "reason": e.get("reason") or "",
-        "annotators": int(e.get("annotators", 1)), "crop_path": row["crop_path"],
+        "annotators": int(e.get("annotators", 1)), "crop_path": row.crop_path,
     }  # fmt: skip
 
 
@@ -128,27 +128,27 @@ def write_review(
     current labels, a label column for the reviewer, kind=review), review_tasks.json with
     each annotator's label as a prediction, sheet.png grouped by the labels in conflict."""
     guidelines = guidelines_path(cfg)
-    ids = list(store.review_queue() if item_ids is None else item_ids)
+    ids = list(store.labels.review_queue() if item_ids is None else item_ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_item: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for a in store.annotations(ids):
-        if a["kind"] != "review":
-            by_item[a["item_id"]].append((a["annotator"], a["label"]))
+    for a in store.labels.annotations(ids):
+        if a.kind != "review":
+            by_item[a.item_id].append((a.annotator, a.label))
     records, tasks = [], []
     groups: dict[str, list[tuple[Path, str]]] = defaultdict(list)
-    for n, row in enumerate(store.items(ids), start=1):
-        labels = by_item[row["id"]]
+    for n, row in enumerate(store.items.get(ids), start=1):
+        labels = by_item[row.id]
         shown = "; ".join(f"{who}={lab}" for who, lab in labels)
         records.append({
-            "n": n, "item": row["uid"], "label": "", "annotator": "", "kind": "review",
-            "labels": shown, "crop_path": row["crop_path"],
+            "n": n, "item": row.uid, "label": "", "annotator": "", "kind": "review",
+            "labels": shown, "crop_path": row.crop_path,
         })  # fmt: skip
-        data = {"image": image_url(store, row, image_root_url), "item": row["uid"], "n": n,
+        data = {"image": image_url(store, row, image_root_url), "item": row.uid, "n": n,
                 "kind": "review", "labels": shown}  # fmt: skip
         tasks.append({"data": data, "predictions": [_prediction(lab, who) for who, lab in labels]})
         groups[" vs ".join(sorted({lab for _, lab in labels}))].append(
-            (store.crop_path(row), str(n))
+            (row.crop_file(store.root), str(n))
         )
     out = {
         "review.csv": _write_csv(out_dir / "review.csv", REVIEW_COLUMNS, records),
@@ -172,14 +172,14 @@ def _write_common(
 
 
 def _task(
-    store: Store, row: Any, n: int, e: dict[str, Any], cfg: Config, batch_id: int,
+    store: Store, row: Item, n: int, e: dict[str, Any], cfg: Config, batch_id: int,
     image_root_url: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     """A Label Studio task for one entry, its model prediction as a pre-annotation."""
     score = e.get("score")
     task: dict[str, Any] = {
         "data": {
-            "image": image_url(store, row, image_root_url), "item": row["uid"],
+            "image": image_url(store, row, image_root_url), "item": row.uid,
             "batch": int(batch_id), "n": n, "predicted": e.get("predicted"),
             "score": None if score is None else float(score), "cluster": e.get("cluster"),
             "reason": e.get("reason"), "annotators": int(e.get("annotators", 1)), "kind": "label",
@@ -223,11 +223,11 @@ def label_config(cfg: Config) -> str:
     )
 
 
-def image_url(store: Store, row: Any, image_root_url: str | None = None) -> str:
+def image_url(store: Store, row: Item, image_root_url: str | None = None) -> str:
     """The URL Label Studio shows for a crop: ``image_root_url`` (default: Label Studio's
     local files, with the document root at WORKDIR) + the crop path relative to WORKDIR
     (absolute, without its leading /, for a crop outside WORKDIR)."""
-    path = store.crop_path(row)
+    path = row.crop_file(store.root)
     try:
         rel = path.resolve().relative_to(store.root.resolve()).as_posix()
     except ValueError:

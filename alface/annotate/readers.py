@@ -1,8 +1,9 @@
 """Label files into raw rows: a CSV (``item,label[,annotator]``) or a Label Studio JSON export.
 
 Readers only parse: they do not know the store or the label set. A problem confined to one
-row (or one Label Studio task) is returned as a :class:`Problem`; a file that cannot be read
-at all (wrong encoding, broken CSV quoting, invalid JSON) raises :class:`AnnotationError`.
+row (or one Label Studio task) is returned as a :class:`RowProblem`; a file that cannot be
+read at all (wrong encoding, broken CSV quoting, invalid JSON) raises :class:`AnnotationError`.
+Rows are :class:`~alface.annotate.record.LabelRow` s, what :func:`record_labels` takes.
 """
 
 from __future__ import annotations
@@ -10,33 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from alface.annotate import AnnotationError
+from alface.annotate.record import LabelRow, RowProblem
 
 ITEM_COLUMNS = ("item", "label")
-
-
-class Problem(NamedTuple):
-    """Why one row of a label file cannot be used (``row``: spreadsheet row or task number)."""
-
-    row: int
-    item: str
-    why: str
-
-
-@dataclass(frozen=True)
-class RawRow:
-    """One label as written in a file, before it is checked against the store."""
-
-    row: int  # CSV: spreadsheet row (the header is row 1); Label Studio: task number, from 1
-    item: str  # uid or crop path as written
-    label: str  # "" when the row is not labeled yet
-    annotator: str | None = None
-    kind: str | None = None  # "review" marks a reviewer's label
-    alt_item: str | None = None  # the crop_path column, tried when ``item`` is unknown
+ITEM_ALIASES = ("item", "path")  # a labels CSV of a data set names its column "path"
 
 
 def decode(raw: bytes) -> str:
@@ -59,20 +41,21 @@ def detect_format(text: str) -> str:
     return "label-studio" if text.lstrip()[:1] in ("[", "{") else "csv"
 
 
-def read_csv(text: str) -> tuple[list[RawRow], list[Problem], bool]:
-    """Rows of a CSV with a header naming ``item`` and ``label`` (``annotator``, ``kind`` and
-    ``crop_path`` optional; other columns ignored). Returns rows, problems and whether the
-    file has an annotator column."""
+def read_csv(text: str) -> tuple[list[LabelRow], list[RowProblem], bool]:
+    """Rows of a CSV with a header naming ``item`` (or ``path``) and ``label`` (``annotator``,
+    ``kind`` and ``crop_path`` optional; other columns ignored). Returns rows, problems and
+    whether the file has an annotator column."""
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise AnnotationError("the file is empty; expected a header line with item,label")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(lines[0]), strict=True)
     header = [h.strip().lower() for h in next(reader)]
-    missing = [c for c in ITEM_COLUMNS if c not in header]
+    item_col = next((c for c in ITEM_ALIASES if c in header), "item")
+    missing = [c for c in (item_col, "label") if c not in header]
     if missing:
         raise AnnotationError(
-            f"the header must name the columns item and label (missing {', '.join(missing)}; "
-            f"found {', '.join(h for h in header if h) or 'nothing'})"
+            f"the header must name the columns item and label (or path,label; missing "
+            f"{', '.join(missing)}; found {','.join(h for h in header if h) or 'nothing'})"
         )
     if len(set(header)) < len(header):
         raise AnnotationError(f"the header repeats a column name: {', '.join(header)}")
@@ -85,14 +68,15 @@ def read_csv(text: str) -> tuple[list[RawRow], list[Problem], bool]:
             cells = {name: record[i].strip() for name, i in col.items() if i < len(record)}
             if len(record) != len(header):
                 problems.append(
-                    Problem(row_no, cells.get("item", ""), f"expected {len(header)} fields, "
-                            f"got {len(record)} (a value with a comma needs quotes)")
+                    RowProblem(row_no, cells.get(item_col, ""), f"expected {len(header)} "
+                               f"fields, got {len(record)} (a value with a comma needs quotes)")
                 )  # fmt: skip
                 continue
             rows.append(
-                RawRow(
-                    row_no, cells["item"], cells["label"], cells.get("annotator") or None,
-                    cells.get("kind") or None, cells.get("crop_path") or None,
+                LabelRow(
+                    cells[item_col], cells["label"], annotator=cells.get("annotator") or None,
+                    kind=cells.get("kind") or None, row=row_no,
+                    alt_ref=cells.get("crop_path") or None,
                 )
             )  # fmt: skip
     except csv.Error as e:
@@ -108,7 +92,7 @@ def _delimiter(header: str) -> str:
     return ","
 
 
-def read_label_studio(text: str) -> tuple[list[RawRow], list[Problem], int]:
+def read_label_studio(text: str) -> tuple[list[LabelRow], list[RowProblem], int]:
     """Rows of a Label Studio JSON export (one per submitted annotation with a choice).
 
     Returns rows, problems and the number of tasks. Cancelled (skipped) annotations give no
@@ -122,27 +106,27 @@ def read_label_studio(text: str) -> tuple[list[RawRow], list[Problem], int]:
         data = [data]
     if not isinstance(data, list):
         raise AnnotationError("expected a Label Studio JSON export: a list of tasks")
-    rows: list[RawRow] = []
-    problems: list[Problem] = []
+    rows: list[LabelRow] = []
+    problems: list[RowProblem] = []
     for number, task in enumerate(data, start=1):
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            problems.append(Problem(number, "", "not a Label Studio task (no 'data' object)"))
+            problems.append(RowProblem(number, "", "not a Label Studio task (no 'data' object)"))
             continue
         ref = task_item(task["data"])
         kind = task["data"].get("kind")
         anns = task.get("annotations", task.get("completions")) or []
         if not isinstance(anns, list):
-            problems.append(Problem(number, ref, "'annotations' is not a list"))
+            problems.append(RowProblem(number, ref, "'annotations' is not a list"))
             continue
         before = len(rows) + len(problems)
         for ann in anns:
             row, why = _annotation_row(number, ref, kind, ann)
             if why:
-                problems.append(Problem(number, ref, why))
+                problems.append(RowProblem(number, ref, why))
             elif row is not None:
                 rows.append(row)
         if len(rows) + len(problems) == before:  # not labeled yet: a blank row
-            rows.append(RawRow(number, ref, ""))
+            rows.append(LabelRow(ref, "", row=number))
     return rows, problems, len(data)
 
 
@@ -158,7 +142,9 @@ def task_item(data: dict[str, Any]) -> str:
     return query["d"][0] if "d" in query else image
 
 
-def _annotation_row(number: int, ref: str, kind: Any, ann: Any) -> tuple[RawRow | None, str | None]:
+def _annotation_row(
+    number: int, ref: str, kind: Any, ann: Any
+) -> tuple[LabelRow | None, str | None]:
     """One annotation as a row, or the reason it is unusable; (None, None) when it is empty."""
     if not isinstance(ann, dict) or not isinstance(ann.get("result", []), list):
         return None, "an annotation is not an object with a 'result' list"
@@ -177,9 +163,8 @@ def _annotation_row(number: int, ref: str, kind: Any, ann: Any) -> tuple[RawRow 
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], str):
         return None, f"expected exactly one choice, got {choices!r}"
     who = annotator_name(ann.get("completed_by"))
-    return RawRow(
-        number, ref, choices[0].strip(), who, kind if isinstance(kind, str) else None
-    ), None
+    kind = kind if isinstance(kind, str) else None
+    return LabelRow(ref, choices[0].strip(), annotator=who, kind=kind, row=number), None
 
 
 def annotator_name(completed_by: Any) -> str | None:

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from alface.benchmark import run_benchmark, write_benchmark
     from alface.config import load_config
+    from alface.device import resolve_devices
     from alface.progress import progress_bar
     from alface.report import summary_markdown
 
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             lg.setLevel(logging.WARNING)
     try:
         with progress_bar("benchmark") as advance:
-            result = run_benchmark(cfg, seeds=args.seeds, progress=advance)
+            devices = resolve_devices(cfg.device, cfg.train.trainer)
+            result = run_benchmark(cfg, devices, seeds=args.seeds, progress=advance)
     finally:
         for lg, level in zip(chatty, levels, strict=True):
             lg.setLevel(level)

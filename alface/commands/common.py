@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from alface.workdir import Workdir
+
+if TYPE_CHECKING:
+    from alface.device import Devices
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # what a key=value config override looks like
 
@@ -28,3 +32,10 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 def open_workdir(args: argparse.Namespace) -> Workdir:
     """Open ``args.workdir`` with ``args.overrides`` (if the command takes them)."""
     return Workdir.open(args.workdir, getattr(args, "overrides", ()) or ())
+
+
+def devices_of(wd: Workdir) -> Devices:
+    """The devices a command runs on, from the work dir's config (said once in the log)."""
+    from alface.device import resolve_devices
+
+    return resolve_devices(wd.cfg.device, wd.cfg.train.trainer)

@@ -36,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
     with open_workdir(args) as wd:
         report = import_labels(
-            wd.store, args.file, wd.cfg, annotator=args.annotator, skip_bad=args.skip_bad,
-            workdir_root=wd.root, review=args.review,
+            wd.store, args.file, wd.cfg.labels.classes, annotator=args.annotator,
+            skip_bad=args.skip_bad, review=args.review,
         )  # fmt: skip
-        queue = len(wd.store.review_queue())
+        queue = len(wd.store.labels.review_queue())
     for p in report.problems:
         print(f"{args.file}: {report.unit} {p.row}: item {p.item or '-'}: {p.why}", file=sys.stderr)
-    if report.duplicate_file:
+    if report.duplicate:
         print(f"{args.file} was imported before ({report.n_rows} labels); nothing changed")
         return 0
     if report.rejected:

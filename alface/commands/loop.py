@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alface.commands.common import add_overrides, add_workdir, open_workdir
+from alface.commands.common import add_overrides, add_workdir, devices_of, open_workdir
 
 HELP = "run or resume the active-learning loops until people are needed"
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             )
         oracle = Oracle.from_csv(args.oracle, wd.cfg.labels.classes) if args.oracle else None
         with progress_bar("loop") as advance:
-            loop = Loop(wd, oracle, advance, on_step=_show(advance))
+            loop = Loop(wd, devices_of(wd), oracle, advance, on_step=_show(advance))
             result = loop.run()
         _summary(wd)
     for line in result.lines:
@@ -60,16 +60,14 @@ def _show(advance):  # noqa: ANN001, ANN202
 
 def _summary(wd) -> None:  # noqa: ANN001
     """One line per finished iteration: labels, metrics, decision."""
-    import json
-
-    for r_idx, r in enumerate(wd.store.rounds(), 1):
-        for it in wd.store.iterations(r["id"]):
-            if not it["metrics"]:
+    for r_idx, r in enumerate(wd.store.runs.rounds(), 1):
+        for it in wd.store.runs.iterations(r.id):
+            if not it.metrics:
                 continue
-            rec = json.loads(it["metrics"])
+            rec = it.metrics
             c = rec["checks"]
             print(
-                f"round {r_idx} iteration {it['idx'] + 1}: {rec['labels_used']} labels, "
+                f"round {r_idx} iteration {it.idx + 1}: {rec['labels_used']} labels, "
                 f"overfit {_f(c['overfit'])} (start {_f(c['overfit_baseline'])}), "
                 f"itval {_f(c['itval_before'])} -> {_f(c['itval'])} ({c['metric']}): "
                 f"{rec['decision']}" + (f" ({rec['stop_reason']})" if rec["stop_reason"] else "")

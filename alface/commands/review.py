@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from alface.annotate.export import write_review
 
     with open_workdir(args) as wd:
-        queue = wd.store.review_queue()
+        queue = wd.store.labels.review_queue()
         if not queue:
             print("the review queue is empty: no disagreements to resolve")
             return 0

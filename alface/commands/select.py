@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alface.commands.common import add_overrides, add_workdir, open_workdir
+from alface.commands.common import add_overrides, add_workdir, devices_of, open_workdir
 
 HELP = "score the pool with the latest model and write the next batch to label"
 
@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
         strategy = args.strategy or wd.cfg.select.strategy
         get_strategy(strategy)  # an unknown name fails here, before the pool is scored
         size = args.size if args.size is not None else wd.cfg.select.batch_size
-        n_batches = len(wd.store.conn.execute("SELECT id FROM batches").fetchall())
+        n_batches = len(wd.store.runs.batches())
         seed = int(wd.cfg.seed) * 1000 + n_batches  # a different, reproducible draw each time
         with progress_bar("score pool") as advance:
             batch = make_batch(
-                wd, Path(args.out).absolute(), free_pool(wd.store), strategy, size, seed,
-                progress=advance,
+                wd, devices_of(wd), Path(args.out).absolute(), free_pool(wd.store), strategy,
+                size, seed, progress=advance,
             )  # fmt: skip
     if batch.message:
         print(batch.message)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alface.commands.common import add_workdir, open_workdir
+
+if TYPE_CHECKING:
+    from alface.config import Config
+    from alface.store import Store
 
 HELP = "round, split sizes, class balance, metrics and stop reasons"
 
@@ -28,18 +32,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def collect(store: Any, cfg: Any) -> dict[str, Any]:
+def collect(store: Store, cfg: Config) -> dict[str, Any]:
     """The status of a store as a JSON-ready dict (keys are stable; see docs)."""
     from alface.store import LABELED_SPLITS, SPLITS
 
-    splits = store.split_counts()
-    per_class = {s: store.class_counts(s) for s in SPLITS if splits.get(s)}
+    splits = store.items.split_counts()
+    per_class = {s: store.labels.class_counts(s) for s in SPLITS if splits.get(s)}
     classes = {
         s: {c: counts.get(c, 0) for c in cfg.labels.classes}
         | {c: n for c, n in counts.items() if c not in cfg.labels.classes}
         for s, counts in per_class.items()
     }
-    batches = store.open_batches()
+    batches = store.runs.open_batches()
     summary: dict[str, Any] = {
         "items": sum(splits.values()),
         "splits": splits,
@@ -49,13 +53,13 @@ def collect(store: Any, cfg: Any) -> dict[str, Any]:
             "val": splits["val"],
             "overfit": splits["overfit"],
             "total": sum(splits[s] for s in (*LABELED_SPLITS, "overfit")),
-            "with_label": len(store.labels()),
+            "with_label": len(store.labels.resolved()),
         },
         "batches": {
             "open": len(batches),
-            "pending_items": sum(len(store.pending_items(b["id"])) for b in batches),
+            "pending_items": sum(len(store.runs.pending_items(b.id)) for b in batches),
         },
-        "review_queue": len(store.review_queue()),
+        "review_queue": len(store.labels.review_queue()),
         **_loop_state(store),
     }
     try:
@@ -67,36 +71,37 @@ def collect(store: Any, cfg: Any) -> dict[str, Any]:
     return summary
 
 
-def _loop_state(store: Any) -> dict[str, Any]:
+def _loop_state(store: Store) -> dict[str, Any]:
     """Current round and iteration, last metrics, the last stop and the newest model."""
-    rnd, it, model = store.current_round(), store.current_iteration(), store.latest_model()
-    measured = [r for r in store.iterations() if r["metrics"]]
+    runs = store.runs
+    rnd, it, model = runs.current_round(), runs.current_iteration(), runs.latest_model()
+    iterations = runs.iterations()
+    measured = [r for r in iterations if r.metrics]
     stops = [
-        {"at": r["ended"] or r["started"], "round": r["round_id"], "iteration": r["idx"],
-         "reason": r["stop_reason"]}
-        for r in store.iterations() if r["stop_reason"]
+        {"at": r.ended or r.started, "round": r.round_id, "iteration": r.idx,
+         "reason": r.stop_reason}
+        for r in iterations if r.stop_reason
     ] + [
-        {"at": r["ended"] or r["started"], "round": r["id"], "iteration": None,
-         "reason": r["stop_reason"]}
-        for r in store.rounds() if r["stop_reason"]
+        {"at": r.ended or r.started, "round": r.id, "iteration": None, "reason": r.stop_reason}
+        for r in runs.rounds() if r.stop_reason
     ]  # fmt: skip
     last_stop = max(stops, key=lambda s: s["at"]) if stops else None
     return {
         "round": None if rnd is None else {
-            "id": rnd["id"], "state": rnd["state"], "baseline": _loads(rnd["baseline"]),
-            "stop_reason": rnd["stop_reason"], "n_iterations": len(store.iterations(rnd["id"])),
+            "id": rnd.id, "state": rnd.state, "baseline": rnd.baseline,
+            "stop_reason": rnd.stop_reason, "n_iterations": len(runs.iterations(rnd.id)),
         },
         "iteration": None if it is None else {
-            "id": it["id"], "round": it["round_id"], "index": it["idx"], "state": it["state"],
-            "decision": it["decision"], "stop_reason": it["stop_reason"],
+            "id": it.id, "round": it.round_id, "index": it.idx, "state": it.state,
+            "decision": it.decision, "stop_reason": it.stop_reason,
         },
-        "last_metrics": _set_metrics(_loads(measured[-1]["metrics"])) if measured else (
-            _loads(model["metrics"]) if model is not None else None
+        "last_metrics": _set_metrics(measured[-1].metrics) if measured else (
+            model.metrics if model is not None else None
         ),
         "last_stop": None if last_stop is None else {k: v for k, v in last_stop.items() if k != "at"},
         "model": None if model is None else {
-            "id": model["id"], "path": model["path"], "backbone": model["backbone"],
-            "n_labeled": model["n_labeled"], "metrics": _loads(model["metrics"]),
+            "id": model.id, "path": model.path, "backbone": model.backbone,
+            "n_labeled": model.n_labeled, "metrics": model.metrics,
         },
     }  # fmt: skip
 
@@ -104,10 +109,6 @@ def _loop_state(store: Any) -> dict[str, Any]:
 def _set_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """{set: metrics} of an iteration record (the loop's records hold them under "metrics")."""
     return record.get("metrics", record)
-
-
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text else None
 
 
 def render(summary: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alface.commands.common import add_overrides, add_workdir, open_workdir
+from alface.commands.common import add_overrides, add_workdir, devices_of, open_workdir
 
 HELP = "retrain the classifier and evaluate it on the overfitting and iteration-validation sets"
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from alface.training import train
 
     with open_workdir(args) as wd, progress_bar("train") as advance:
-        result = train(wd, progress=advance)
+        result = train(wd, devices_of(wd), progress=advance)
     print(
         f"model {result.model_id}: {result.path} ({result.backbone}, "
         f"{result.n_labeled} labeled, {result.epochs} epochs)"

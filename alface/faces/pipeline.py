@@ -42,7 +42,7 @@ from alface.faces.images import Decoded, decoding, detection_copy
 from alface.faces.report import Problem, Report
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.progress import ProgressFn
-from alface.store import ItemRecord, Store
+from alface.store import NewItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class _Run:
         self._detector: FaceDetector | None = None
         self.progress = progress or (lambda n=1, **fields: None)
         self.on_problem = on_problem or (lambda problem: None)
-        self.report = Report(pool=store.next_pool())
+        self.report = Report(pool=store.items.next_pool())
         self.seen: set[str] = set()
 
     @property
@@ -239,8 +239,8 @@ class _Run:
         except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
             self.fail(path, None, None, "", "unreadable file", e.strerror or str(e))
             return None
-        known = self.store.source_by_hash(digest)
-        if digest in self.seen or (known is not None and known["status"] != "failed"):
+        known = self.store.sources.by_hash(digest)
+        if digest in self.seen or (known is not None and known.status != "failed"):
             if digest in self.seen:
                 self.report.duplicates += 1
             else:
@@ -295,7 +295,7 @@ class _Run:
         """Record a processed file and its crops in one transaction."""
         with self.store.transaction("preprocess"):
             sid = self._source(path, digest, known, kind, "done", len(crops), n_frames, note)
-            new = self.store.add_items((_record(c, sid, path) for c in crops), self.report.pool)
+            new = self.store.items.add((_record(c, sid, path) for c in crops), self.report.pool)
         self.report.count_done(kind, len(crops), len(new))
         self.progress(1, status=self.report.status())
 
@@ -316,19 +316,19 @@ class _Run:
             status=status, pool=self.report.pool, n_faces=n_faces, n_frames=n_frames, error=error
         )
         if known is not None:
-            self.store.update_source(known["id"], str(path), **args)
-            sid = int(known["id"])
+            self.store.sources.update(known.id, str(path), **args)
+            sid = known.id
         else:
-            sid = self.store.add_source(str(path), digest, kind, **args)
+            sid = self.store.sources.add(str(path), digest, kind, **args)
         self.store.log(
             "source", {"id": sid, "path": str(path), "status": status, "n_faces": n_faces}
         )
         return sid
 
 
-def _record(crop: tuple, source_id: int, path: Path) -> ItemRecord:
+def _record(crop: tuple, source_id: int, path: Path) -> NewItem:
     frame, face, digest = crop
-    return ItemRecord(
+    return NewItem(
         crop_path=crop_relpath(digest), hash=digest, source_id=source_id, source_path=str(path),
         frame=frame, box=[round(v, 2) for v in face.box], prob=face.prob,
         landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],

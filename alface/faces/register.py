@@ -10,7 +10,6 @@ killed run keeps whole chunks, and the next run picks up where it stopped.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from alface.faces.images import TOO_LARGE, UNREADABLE, ImageError, load_image
 from alface.faces.pipeline import file_hash
 from alface.faces.report import Problem, Report
 from alface.progress import ProgressFn
-from alface.store import ItemRecord, Store
+from alface.store import NewItem, Source, Store
 
 KIND = "crop"  # sources.kind of a registered file
 CHUNK = 256  # files per store transaction
@@ -34,7 +33,7 @@ class _Outcome:
 
     path: Path
     digest: str
-    known: sqlite3.Row | None
+    known: Source | None
     pixels: str | None = None
     problem: Problem | None = None
 
@@ -49,7 +48,7 @@ def register_crops(
     """Add each readable image in ``files`` to a new pool as an item whose crop is the file
     itself (faces already cropped, e.g. UTKFace chips); returns what happened, file by file."""
     progress = progress or (lambda n=1, **fields: None)
-    report = Report(pool=store.next_pool())
+    report = Report(pool=store.items.next_pool())
     seen: set[str] = set()
     for start in range(0, len(files), CHUNK):
         chunk = [Path(f).resolve() for f in files[start : start + CHUNK]]
@@ -70,10 +69,10 @@ def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome
     except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
         report.failed.append(Problem(str(path), UNREADABLE, e.strerror or str(e)))
         return None
-    known = store.source_by_hash(digest)
+    known = store.sources.by_hash(digest)
     if digest in seen:
         report.duplicates += 1
-    elif known is not None and known["status"] != "failed":
+    elif known is not None and known.status != "failed":
         report.done_before += 1
     else:
         seen.add(digest)
@@ -105,13 +104,13 @@ def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
                 status=status, pool=report.pool, n_faces=int(o.problem is None), error=error
             )
             if o.known is not None:
-                sid = int(o.known["id"])
-                store.update_source(sid, str(o.path), **args)
+                sid = o.known.id
+                store.sources.update(sid, str(o.path), **args)
             else:
-                sid = store.add_source(str(o.path), o.digest, KIND, **args)
+                sid = store.sources.add(str(o.path), o.digest, KIND, **args)
             if o.problem is None:
-                records.append(ItemRecord(str(o.path), str(o.pixels), sid, str(o.path)))
-        new = store.add_items(records, report.pool)
+                records.append(NewItem(str(o.path), str(o.pixels), sid, str(o.path)))
+        new = store.items.add(records, report.pool)
         store.log("register_crops", {"pool": report.pool, "files": len(outcomes), "new": len(new)})
     report.images += len(records)
     report.faces += len(new)

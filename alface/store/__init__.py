@@ -1,0 +1,29 @@
+"""The store: one SQLite file in WORKDIR, the project's only state (see alface/store/core.py).
+
+The only package with SQL. Parts hand out typed records (alface/store/records.py):
+``store.sources``, ``store.items``, ``store.labels``, ``store.runs``.
+"""
+
+from alface.store.core import DB_NAME, Store, StoreError
+from alface.store.items import LABELED_SPLITS, SPLITS
+from alface.store.records import (
+    Annotation,
+    AuditEntry,
+    BatchEntry,
+    Item,
+    Iteration,
+    LabelBatch,
+    LabelSession,
+    ModelRecord,
+    NewItem,
+    Round,
+    Scoring,
+    Source,
+)
+from alface.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "DB_NAME", "LABELED_SPLITS", "SCHEMA_VERSION", "SPLITS", "Annotation", "AuditEntry",
+    "BatchEntry", "Item", "Iteration", "LabelBatch", "LabelSession", "ModelRecord", "NewItem",
+    "Round", "Scoring", "Source", "Store", "StoreError",
+]  # fmt: skip

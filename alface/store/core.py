@@ -1,0 +1,195 @@
+"""The store: one SQLite file in WORKDIR, the project's only state, and the front to its parts.
+
+:class:`Store` opens the file, runs migrations, holds the transaction and the audit log, and
+exposes the typed parts that own the SQL of their tables: ``store.sources``, ``store.items``
+(items and their split history), ``store.labels`` (label sessions, annotations, resolved labels,
+review queue) and ``store.runs`` (batches, rounds, iterations, models, scorings). Writes happen
+inside :meth:`Store.transaction`, so a process killed at any moment leaves the store as it was
+before or after a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alface.errors import AlfaceError
+from alface.store.records import AuditEntry
+from alface.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
+
+DB_NAME = "alface.db"
+
+
+class StoreError(AlfaceError):
+    """The store cannot do what was asked (missing, wrong version, unknown ids)."""
+
+
+class Store:
+    """The SQLite store in a work directory."""
+
+    def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
+        from alface.store.items import Items, Sources
+        from alface.store.labels import Labels
+        from alface.store.runs import Runs
+
+        self._conn = conn
+        self.root = root
+        self._depth = 0
+        self._command: str | None = None
+        self.sources = Sources(self)
+        self.items = Items(self)
+        self.labels = Labels(self)
+        self.runs = Runs(self)
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, create: bool = False) -> Store:
+        """Open the store in ``root`` (created, with its schema, when ``create``)."""
+        root = Path(root)
+        path = root / DB_NAME
+        if not path.is_file() and not create:
+            raise StoreError(f"{root} is not an alface work directory (run `alface init` first)")
+        root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        store = cls(conn, root)
+        store._migrate()
+        conn.execute("PRAGMA foreign_keys=ON")
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema version {version} is newer than this alface ({SCHEMA_VERSION})"
+            )
+        while version < SCHEMA_VERSION:
+            with self.transaction("migrate"):
+                for statement in statements(MIGRATIONS[version]):
+                    self._conn.execute(statement)
+                bad = self._conn.execute("PRAGMA foreign_key_check").fetchall()
+                if bad:
+                    raise StoreError(
+                        f"migration to version {version + 1} broke references: {bad[:3]}"
+                    )
+                version += 1
+                self._conn.execute(f"PRAGMA user_version={version}")
+                self.log("migrate", {"to": version})
+
+    # -- transactions and audit ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self, command: str | None = None) -> Iterator[Store]:
+        """All writes inside commit together or not at all; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth, self._command = 1, command
+        try:
+            yield self
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._depth, self._command = 0, None
+
+    def require_transaction(self) -> None:
+        """Raise StoreError unless a transaction is open (every write needs one)."""
+        if not self._depth:
+            raise StoreError("store writes must happen inside Store.transaction()")
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        """Run one statement (for the store's parts; nothing outside alface/store/ calls it)."""
+        return self._conn.execute(sql, args)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        """Run one statement over many rows (for the store's parts)."""
+        return self._conn.executemany(sql, rows)
+
+    def log(self, action: str, detail: Any = None) -> int:
+        """Append an audit entry; returns its id."""
+        self.require_transaction()
+        cur = self._conn.execute(
+            "INSERT INTO audit (at, command, action, detail) VALUES (?, ?, ?, ?)",
+            (
+                time.time(),
+                self._command,
+                action,
+                json.dumps(detail) if detail is not None else None,
+            ),
+        )
+        return int(cur.lastrowid)
+
+    def audit(self, limit: int | None = None) -> list[AuditEntry]:
+        """Audit entries, newest first."""
+        sql = "SELECT * FROM audit ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [
+            AuditEntry(r["id"], r["at"], r["command"], r["action"],
+                       json.loads(r["detail"]) if r["detail"] else None)
+            for r in self._conn.execute(sql)
+        ]  # fmt: skip
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A value from the meta table."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value in the meta table."""
+        self.require_transaction()
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def dump(self) -> list[str]:
+        """Every row of every table as SQL text (to compare a store before and after)."""
+        return list(self._conn.iterdump())
+
+    def integrity_ok(self) -> bool:
+        """Whether SQLite's integrity check passes."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def chunks(values: list[Any], size: int = 900) -> Iterator[list[Any]]:
+    """``values`` in runs of at most ``size`` (SQLite's bound-parameter limit)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def rows_in(
+    store: Store, table: str, column: str, values: list[Any], select: str = "*"
+) -> list[sqlite3.Row]:
+    """Rows of ``table`` whose ``column`` is among ``values`` (any number of them)."""
+    out: list[sqlite3.Row] = []
+    for chunk in chunks(values):
+        marks = ",".join("?" * len(chunk))
+        out += store.execute(
+            f"SELECT {select} FROM {table} WHERE {column} IN ({marks})", chunk
+        ).fetchall()
+    return out
