@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from alface import __version__
 from alface.commands.common import OVERRIDE
+from alface.device import FAISS_MISSING
 from alface.errors import AlfaceError
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alface {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # an unexpected failure still gets one line, not a traceback
+        if isinstance(e, ModuleNotFoundError) and e.name == "faiss":  # select, loop, demo ...
+            print(f"alface {args.command}: error: {FAISS_MISSING}", file=sys.stderr)
+            return 2
         if os.environ.get("ALFACE_DEBUG"):
             raise
         print(

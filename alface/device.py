@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from alface.errors import AlfaceError
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 # Set by the launchers: torchrun (RANK), Lightning's own (NODE_RANK, LOCAL_RANK), SLURM's srun.
 _RANK_VARS = ("RANK", "GROUP_RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID")
 _SPAWNING = ("spawn", "fork", "notebook")  # strategies whose workers run only the Trainer call
+# FAISS is an extra, not a base dependency: its CPU and GPU builds install the same `faiss`
+# module, and pip cannot express "one of the two", so a bare `pip install alface` has neither.
+FAISS_MISSING = (
+    "FAISS is not installed: install alface[cpu] (pip install -e '.[cpu]', as `make install` "
+    "does) or, on a CUDA machine, alface[gpu]"
+)
 
 
 class DeviceError(AlfaceError):
@@ -124,10 +131,25 @@ def trainer_kwargs(t: TrainerConfig, device: torch.device) -> dict[str, Any]:
     }
 
 
+def require_faiss() -> ModuleType:
+    """The faiss module; a DeviceError naming the extras when no FAISS build is installed."""
+    try:
+        import faiss
+    except ModuleNotFoundError as e:
+        if e.name != "faiss":
+            raise
+        raise DeviceError(FAISS_MISSING) from None
+    except ImportError as e:  # e.g. a GPU build without its CUDA libraries
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DeviceError(
+            f"FAISS does not import ({first}): reinstall one build, e.g. make install"
+        ) from None
+    return faiss
+
+
 def faiss_gpus(setting: str = "auto") -> int:
     """How many GPUs FAISS uses for ``setting`` ('auto', 'cpu', 'gpu'); 0 means CPU."""
-    import faiss
-
+    faiss = require_faiss()
     available = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if setting == "cpu":
         n = 0

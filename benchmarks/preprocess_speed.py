@@ -13,7 +13,11 @@ Both are timed in wall-clock images/second (the figure asked for) and in CPU mil
 image (this process and the decoding workers): the second moves far less when other jobs share
 the machine. Rounds are interleaved and the ratio is taken within each round.
 
+Both sides run on ``--device`` (default ``auto``: the GPU when torch sees one, as alface's own
+default): the plain loop as ``MTCNN(device=...)``, alface with ``device.torch=...``.
+
 Usage: .venv/bin/python benchmarks/preprocess_speed.py [--n 200] [--size 640x480] [--repeats 3]
+       [--device auto|cpu|cuda] [--defaults-only] [--out FIGURES.json]
 """
 
 from __future__ import annotations
@@ -101,11 +105,11 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_plain(paths: list[Path]) -> Generator[None, None, int]:
+def run_plain(paths: list[Path], device: str = "cpu") -> Generator[None, None, int]:
     """The plain loop; returns the faces found (prob >= 0.9). MTCNN is built before the clock."""
     from facenet_pytorch import MTCNN
 
-    mtcnn = MTCNN(keep_all=True)
+    mtcnn = MTCNN(keep_all=True, device=device)
     faces = 0
     yield  # the clock starts here
     for p in paths:
@@ -148,14 +152,25 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--size", default="640x480", help="WxH of the generated images")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (both sides)")
+    parser.add_argument(
+        "--defaults-only", action="store_true", help="skip the min_face_size=20 alface run"
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     w, h = map(int, args.size.lower().split("x"))
     import torch
 
-    from alface.device import cuda_count
+    from alface.device import cuda_count, torch_device
 
-    rates: dict[str, list[float]] = {PLAIN: [], **{k: [] for k in VARIANTS}}
+    device = str(torch_device(args.device))
+    variants = {
+        k: [*v, f"device.torch={device}"]
+        for k, v in VARIANTS.items()
+        if not v or not args.defaults_only
+    }
+
+    rates: dict[str, list[float]] = {PLAIN: [], **{k: [] for k in variants}}
     cpu: dict[str, list[float]] = {k: [] for k in rates}
     faces: dict[str, int] = {}
     load_before = os.getloadavg()
@@ -164,15 +179,15 @@ def main() -> None:
         folder.mkdir()
         paths = make_images(folder, args.n, (w, h))
         for r in range(args.repeats):
-            runs = {PLAIN: run_plain(paths)}
-            for name, overrides in VARIANTS.items():
+            runs = {PLAIN: run_plain(paths, device)}
+            for name, overrides in variants.items():
                 runs[name] = run_alface(folder, Path(tmp) / f"wd{r}-{len(runs)}", overrides)
             for name, gen in runs.items():
                 wall, used, faces[name] = timed(gen)
                 rates[name].append(args.n / wall)
                 cpu[name].append(1000 * used / args.n)
     print(f"{args.n} images {w}x{h}; torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} cpus, cuda devices {cuda_count()}; load average before "
+          f"{os.cpu_count()} cpus, cuda devices {cuda_count()}, device {device}; load average before "
           f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'':32s} {'images/s':>9s} {'per round':>16s} {'x plain':>8s} {'per round':>16s} "
           f"{'CPU ms/img':>10s} {'faces':>6s}")  # fmt: skip
@@ -182,7 +197,8 @@ def main() -> None:
               f"{median(ratios):8.2f} {_row(ratios):>16s} {median(cpu[name]):10.0f} "
               f"{faces[name]:6d}")  # fmt: skip
     if args.out:
-        figures = {"n": args.n, "size": [w, h], "rates": rates, "cpu_ms": cpu, "faces": faces}
+        figures = {"n": args.n, "size": [w, h], "device": device, "rates": rates, "cpu_ms": cpu,
+                   "faces": faces}  # fmt: skip
         args.out.write_text(json.dumps(figures, indent=1))
 
 

@@ -70,9 +70,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def devices(args) -> tuple[Any, int]:
+    """(torch device, FAISS GPUs) of ``args.device``: FAISS uses every GPU it sees with cuda."""
+    from alface.device import faiss_gpus, torch_device
+
+    device = torch_device(args.device)
+    return device, faiss_gpus("auto") if device.type == "cuda" else 0
+
+
 def run_alface(emb, probs, args, full: bool) -> dict[str, Any]:
     """The real entry point, select_batch("entropy_diversity")."""
-    from alface.device import faiss_gpus, torch_device
     from alface.select import select_batch
 
     cfg = SelectConfig(
@@ -84,8 +91,7 @@ def run_alface(emb, probs, args, full: bool) -> dict[str, Any]:
         pca_sample=0 if full else args.pca_sample,
         kmeans_points_per_centroid=0 if full else args.points_per_centroid,
     )
-    device = torch_device(args.device)
-    gpus = faiss_gpus("auto") if device.type == "cuda" else 0
+    device, gpus = devices(args)
     sel = select_batch(
         "entropy_diversity", probs, emb, args.batch, cfg, seed=0, faiss_gpus=gpus, device=device
     )
@@ -123,20 +129,22 @@ def alface_stages(emb, probs, args, full: bool) -> tuple[np.ndarray, np.ndarray,
     from alface.select import kmeans, pca_reduce, pick_near_far_random, score_pool, top_m
 
     seeds = np.random.SeedSequence(0).generate_state(3)  # as select_batch derives them
+    device, gpus = devices(args)
     stages, t = {}, time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal t
         stages[name], t = time.perf_counter() - t, time.perf_counter()
 
-    scores = score_pool("entropy", probs)
+    scores = score_pool("entropy", probs, device=device)
     lap("uncertainty")
     candidates = top_m(scores, int(np.ceil(args.top_m * len(probs))), ordered=False)
     lap("top_m")
-    z = pca_reduce(emb, args.pca_dims, 0 if full else args.pca_sample, int(seeds[0]), candidates)
+    sample = 0 if full else args.pca_sample
+    z = pca_reduce(emb, args.pca_dims, sample, int(seeds[0]), candidates, device=device)
     lap("pca")
     ppc = 0 if full else args.points_per_centroid
-    assign, _, dist = kmeans(z, args.k, args.iters, int(seeds[1]), 0, ppc)
+    assign, _, dist = kmeans(z, args.k, args.iters, int(seeds[1]), gpus, ppc)
     lap("kmeans")
     pick_near_far_random(assign, dist, args.batch, (0.4, 0.4, 0.2), np.random.default_rng(0))
     lap("picks")
@@ -169,6 +177,8 @@ def worker(args: argparse.Namespace) -> None:
         z, dist = out.pop("_z"), out.pop("_dist")
     else:
         z, dist, out["stages"] = alface_stages(emb, probs, args, args.worker == "alface-full")
+        device, out["faiss_gpus"] = devices(args)
+        out["device"] = str(device)
     out["pca_var"] = float(z.var(axis=0, dtype=np.float64).sum())
     out["kmeans_msd"] = float((dist.astype(np.float64) ** 2).mean())
     print(

@@ -19,8 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alface.config import load_config
+    from alface.device import require_faiss
     from alface.workdir import CONFIG_NAME, Workdir
 
+    require_faiss()  # selection needs it: say so now, not after the faces are preprocessed
     cfg = load_config(args.config, args.overrides)
     with Workdir.init(args.workdir, cfg) as wd:
         log.info("created %s (config in %s)", wd.root, wd.root / CONFIG_NAME)
