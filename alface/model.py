@@ -11,7 +11,6 @@ feature batches that go straight to the head (the fast linear probe, :mod:`alfac
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-import alface.backbones  # noqa: F401  (registers mtcnn_onet, face-trained, with timm)
+from alface.backbones import backbone_spec  # (importing it registers mtcnn_onet with timm)
 from alface.config import Config, from_dict, to_dict
-from alface.data import BatchTransform
 from alface.errors import AlfaceError
 from alface.metrics import eval_metrics, metrics_dict
+from alface.transforms import BatchTransform
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +39,15 @@ class ModelError(AlfaceError, ValueError):
     """A backbone, weights file or checkpoint that cannot be used."""
 
 
-def check_model_name(name: str) -> None:
-    """Raise ModelError, listing close matches, when timm has no model ``name``."""
-    if timm.is_model(name):
-        return
-    close = timm.list_models(f"*{name}*")[:8]
-    close = close or difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-    hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
-    raise ModelError(f"unknown timm model {name!r}; {hint}")
-
-
 def create_backbone(cfg: Config, num_classes: int, load_weights: bool = True) -> nn.Module:
     """The timm model ``cfg.backbone.name`` with a ``num_classes`` head.
 
     Weights (when ``load_weights``): the local file ``backbone.weights``, else the hub when
     ``backbone.pretrained``, else random. ViT-like models are built for ``cfg.image_size``.
     """
-    b = cfg.backbone
-    check_model_name(b.name)
+    b = backbone_spec(cfg.backbone, cfg.data.image_size)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": b.drop_rate}
-    path = Path(b.weights).expanduser() if load_weights and b.weights else None
+    path = Path(b.weights) if load_weights and b.weights else None
     if path is not None:
         if not path.is_file():
             raise ModelError(f"backbone.weights: no such file {path}")
@@ -67,7 +55,7 @@ def create_backbone(cfg: Config, num_classes: int, load_weights: bool = True) ->
     elif load_weights and b.pretrained:
         kwargs["pretrained"] = True
     try:
-        model = _create(b.name, cfg.image_size, kwargs)
+        model = _create(b.name, b.image_size, kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         if not kwargs.get("pretrained"):
             raise
@@ -157,7 +145,9 @@ class FaceClassifier(L.LightningModule):
         self.register_buffer("loss_weights", weights, persistent=False)
         self.metrics = nn.ModuleDict({n: eval_metrics(num_classes) for n in EVAL_NAMES})
         self.train_loss = MeanMetric()
-        self.transforms = {t: BatchTransform(self.config, train=t) for t in (True, False)}
+        self.transforms = {
+            t: BatchTransform.from_config(self.config, train=t) for t in (True, False)
+        }
         self.eval_names: list[str] = ["val"]  # the test dataloaders' set names, in order
         self.results: dict[str, dict[str, Any]] = {}  # set name -> metrics dict (last epoch)
         self._updated: set[str] = set()  # sets with batches since their metrics were computed

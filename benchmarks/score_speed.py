@@ -27,17 +27,18 @@ import torch
 from train_speed import Clock, compare, make_workdir, summary
 
 from alface.config import Config
-from alface.data import ActiveDataModule, BatchTransform
+from alface.data import ActiveDataModule
 from alface.device import trainer_kwargs
 from alface.model import FaceClassifier, build_model
 from alface.scoring import write_scores
 from alface.training import seeded
+from alface.transforms import BatchTransform
 
 
 def plain_scores(model: FaceClassifier, loader, cfg: Config) -> dict[str, float]:
     """Figures of plain eval-mode inference keeping probs and embeddings in memory."""
     net = model.model.eval()
-    transform = BatchTransform(cfg, train=False)
+    transform = BatchTransform.from_config(cfg, train=False)
     probs, embs, clock = [], [], Clock()
     with torch.inference_mode():
         for batch in loader:

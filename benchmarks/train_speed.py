@@ -32,11 +32,12 @@ import torch.nn.functional as F
 
 from alface import splits
 from alface.config import Config
-from alface.data import ActiveDataModule, BatchTransform
+from alface.data import ActiveDataModule
 from alface.device import trainer_kwargs
 from alface.model import FaceClassifier, build_model
 from alface.store import ItemRecord
 from alface.training import fit, seeded
+from alface.transforms import BatchTransform
 from alface.workdir import Workdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ def plain_epoch(
 ) -> dict[str, float]:
     """Figures of one epoch of a plain loop over the same timm model, data and optimizer."""
     net, device = model.model, model.loss_weights.device
-    transform = BatchTransform(cfg, train=True)
+    transform = BatchTransform.from_config(cfg, train=True)
     opt = model.configure_optimizers()
     net.train()
     clock = Clock()

@@ -8,6 +8,7 @@ from conftest import SHARED
 from sklearn.metrics import confusion_matrix, f1_score
 from torch.utils.data import DataLoader
 
+from alface.backbones import BackboneError
 from alface.cache import load_crop
 from alface.config import Config, backbone_names
 from alface.metrics import eval_metrics, metrics_dict
@@ -99,7 +100,7 @@ def test_every_shipped_backbone_builds_from_config_alone():
 
 
 def test_unknown_model_name_lists_close_matches():
-    with pytest.raises(ModelError, match="resnet18"):
+    with pytest.raises(BackboneError, match="unknown timm model 'resnet_18'; close.*resnet18"):
         create_backbone(_cfg("test_resnet", "backbone.name=resnet_18"), 5)
 
 
