@@ -3,8 +3,10 @@
 A config is built from ``configs/default.yaml``, then an experiment file, then ``key=value``
 overrides. ``backbone: NAME`` (in a file or as an override) picks
 ``configs/backbone/NAME.yaml``, which replaces the whole backbone group (keys it leaves out take
-their defaults); a ``backbone:`` mapping or ``backbone.KEY=value`` changes single keys. Unknown keys, wrong types and missing files raise
-:class:`ConfigError` naming the key and listing the valid ones.
+their defaults); a ``backbone:`` mapping or ``backbone.KEY=value`` changes single keys. A
+backbone's input size and normalisation default to the model's own (see :mod:`alface.backbones`).
+Unknown keys, wrong types and missing files raise :class:`ConfigError` naming the key and
+listing the valid ones.
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ def score_pool(
     model = load_model(wd.root / row["path"])
     cfg = wd.cfg.replace(
         f"data.batch_size={wd.cfg.select.score_batch_size}",
-        f"data.image_size={model.config.image_size}",
+        f"data.image_size={model.image_size}",
     )
     overrides = None if ids is None else {"predict": np.unique(np.asarray(ids, dtype=np.int64))}
     dm = ActiveDataModule(wd.root, cfg, ids=overrides)

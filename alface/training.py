@@ -37,11 +37,11 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from alface import probe
-from alface.config import Config, dump_config, from_dict
+from alface.config import Config, dump_config
 from alface.data import ActiveDataModule
 from alface.device import RankDone, is_global_zero, start_ranks, trainer_kwargs
 from alface.errors import AlfaceError
-from alface.model import FaceClassifier, build_model
+from alface.model import FaceClassifier, build_model, checkpoint_hparams, read_checkpoint
 from alface.progress import ProgressFn
 from alface.scoring import inference_trainer
 from alface.splits import promote_labeled
@@ -234,12 +234,12 @@ def warm_start(model: FaceClassifier, store: Store) -> bool:
     if row is None:
         return False
     path = Path(row["path"]) if Path(row["path"]).is_absolute() else store.root / row["path"]
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    prev, cfg = from_dict(ckpt["hyper_parameters"]["cfg"]), model.config
-    same = (prev.backbone.name, prev.image_size, prev.labels.classes) == (
-        cfg.backbone.name, cfg.image_size, cfg.labels.classes,
+    ckpt = read_checkpoint(path)
+    prev = checkpoint_hparams(ckpt)
+    same = (prev["backbone"]["name"], prev["backbone"]["image_size"], list(prev["classes"])) == (
+        model.backbone_name, model.image_size, model.classes,
     )  # fmt: skip
-    if not same or ckpt["hyper_parameters"]["num_classes"] != len(model.classes):
+    if not same:
         log.info("warm start skipped: model %d has another backbone, size or label set", row["id"])
         return False
     model.load_state_dict(ckpt["state_dict"])

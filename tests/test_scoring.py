@@ -54,7 +54,7 @@ def _loader(ids: np.ndarray, images: torch.Tensor, order: np.ndarray, bs: int = 
 def _expected(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     with torch.no_grad():
-        x = BatchTransform.from_config(model.config, train=False)({"image": images})["image"]
+        x = BatchTransform(model.mean, model.std)({"image": images})["image"]
         emb, logits = model.embed_logits(x)
     return logits.softmax(dim=1).numpy(), emb.numpy()
 
