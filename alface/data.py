@@ -17,8 +17,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
+from alface.balance import balanced_sampler, class_weights
 from alface.cache import CropCache, load_crop
 from alface.config import Config
 from alface.device import cuda_count
@@ -226,9 +227,7 @@ class ActiveDataModule(L.LightningDataModule):
             raise DataError("labeled-train is empty: label some faces (and promote them) first")
         sampler = None
         if self.cfg.train.class_balance == "sampler":
-            counts = np.bincount(self.labels_of(ids), minlength=self.num_classes)
-            weights = 1.0 / counts[self.labels_of(ids)]
-            sampler = WeightedRandomSampler(weights.tolist(), len(ids), generator=self._generator)
+            sampler = balanced_sampler(self.labels_of(ids), self._generator)
         return self.loader_for(ids, train=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -249,13 +248,8 @@ class ActiveDataModule(L.LightningDataModule):
         return self.loader_for(self.splits["predict"])
 
     def class_weights(self) -> torch.Tensor:
-        """Inverse class frequency in labeled-train, (K,) float32: N / (K_present * n_k).
-
-        The average weight over training items is 1; a class absent from training gets 1.
-        """
-        counts = np.bincount(self.labels_of(self.labeled("train")), minlength=self.num_classes)
-        present = max(int((counts > 0).sum()), 1)
-        w = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 1.0)
+        """Inverse class frequency in labeled-train (K,) float32 (alface.balance.class_weights)."""
+        w = class_weights(self.labels_of(self.labeled("train")), self.num_classes)
         return torch.tensor(w, dtype=torch.float32)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
