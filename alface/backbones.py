@@ -1,5 +1,12 @@
-"""Backbones that timm does not ship, registered as timm models (``timm.create_model(NAME)``).
+"""Backbones: the spec a model is built from, its data config from timm, and extra timm models.
 
+A backbone is a timm model name; its input size and normalisation come from the model's
+pretrained config, as timm resolves them (``timm.data.resolve_data_config``), unless the config
+overrides them (``backbone.input_size``/``mean``/``std``, ``data.image_size``):
+:func:`backbone_spec` turns a :class:`~alface.config.BackboneConfig` into a
+:class:`BackboneSpec` with every value resolved, which the model keeps in its checkpoint.
+
+Models that timm does not ship are registered as timm models (``timm.create_model(NAME)``).
 ``mtcnn_onet``: the convolutional trunk of MTCNN's O-Net (facenet-pytorch), trained on faces
 (face / not face, box and landmarks). Its weights ship inside the facenet-pytorch package, so
 it is the one face-trained backbone available offline. The last conv map (128 channels) is
@@ -7,20 +14,28 @@ average-pooled to a 3 x 3 grid: 1,152 features, at any input size of 48 px or mo
 UTKFace race it beats a random-init EfficientNet-B0 as a frozen feature extractor by ~0.15
 macro-F1 (docs/BENCHMARKS.md); it is not meant for fine-tuning whole images at scale.
 
-Importing this module registers the models; alface.benchmark imports it.
+Importing this module registers the models.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import timm
 import torch
 import torch.nn.functional as F
+from timm.data import resolve_data_config
 from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 from alface.errors import AlfaceError
+
+if TYPE_CHECKING:
+    from alface.config import BackboneConfig
 
 ONET_POOL = 3  # the conv map is pooled to ONET_POOL x ONET_POOL cells
 ONET_CHANNELS = 128
@@ -31,6 +46,89 @@ ONET_STD = (128 / 255,) * 3
 
 class BackboneError(AlfaceError, ValueError):
     """A registered backbone that cannot be built (missing or unfitting weights)."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone with every value resolved: what a model is built from and fed with.
+
+    ``image_size``: side of the square RGB input; ``mean``/``std``: per-channel normalisation
+    of 0..1 pixels; ``weights``: a local weights file (used instead of the hub when set).
+    """
+
+    name: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pretrained: bool = False
+    weights: str | None = None
+    drop_rate: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneSpec:
+        """The spec of a plain mapping (a checkpoint's hyper-parameters)."""
+        data = dict(data)
+        for key in ("mean", "std"):
+            data[key] = tuple(float(v) for v in data[key])
+        return cls(**data)
+
+
+def check_model_name(name: str) -> None:
+    """Raise BackboneError, listing close matches, when timm has no model ``name``."""
+    if timm.is_model(name):
+        return
+    close = timm.list_models(f"*{name}*")[:8]
+    close = close or difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
+    raise BackboneError(f"unknown timm model {name!r}; {hint}")
+
+
+def default_image_size(name: str) -> int:
+    """The side of the square input timm's pretrained config of model ``name`` gives."""
+    return data_config(name)[0]
+
+
+def data_config(
+    name: str,
+    image_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> tuple[int, tuple[float, float, float], tuple[float, float, float]]:
+    """(image size, mean, std) of timm model ``name``: the given values, else its pretrained
+    config's (``timm.data.resolve_data_config``), as timm resolves them for its transforms."""
+    check_model_name(name)
+    for key, value in (("mean", mean), ("std", std)):
+        if value is not None and len(value) != 3:
+            raise BackboneError(f"backbone.{key}: expected 3 values (RGB), got {list(value)}")
+    args = {"input_size": None if image_size is None else (3, image_size, image_size),
+            "mean": mean, "std": std}  # fmt: skip
+    pretrained = timm.get_pretrained_cfg(name)
+    cfg = resolve_data_config(args, pretrained_cfg=pretrained.to_dict() if pretrained else {})
+    chans, height, width = cfg["input_size"]
+    if chans != 3 or height != width:
+        raise BackboneError(
+            f"timm model {name!r} expects inputs of {chans} x {height} x {width}, not square RGB; "
+            "set backbone.input_size=N (and backbone.mean/std for 3 channels)"
+        )
+    mean3, std3 = tuple(map(float, cfg["mean"])), tuple(map(float, cfg["std"]))
+    if len(mean3) != 3 or len(std3) != 3:
+        raise BackboneError(
+            f"timm model {name!r} has {len(mean3)}-channel normalisation; set backbone.mean "
+            "and backbone.std to 3 values"
+        )
+    if min(std3) <= 0:
+        raise BackboneError(f"backbone.std must be positive, got {list(std3)}")
+    if height < 1:
+        raise BackboneError(f"timm model {name!r}: image size must be >= 1 px, got {height}")
+    return int(height), mean3, std3  # type: ignore[return-value]
+
+
+def backbone_spec(b: BackboneConfig, image_size: int | None = None) -> BackboneSpec:
+    """The spec of config ``b``; ``image_size`` (``data.image_size``) wins over
+    ``b.input_size``, which wins over the model's default."""
+    size, mean, std = data_config(b.name, image_size or b.input_size, b.mean, b.std)
+    weights = str(Path(b.weights).expanduser()) if b.weights else None
+    return BackboneSpec(b.name, size, mean, std, b.pretrained, weights, b.drop_rate)
 
 
 class OnetTrunk(nn.Module):

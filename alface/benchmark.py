@@ -30,13 +30,14 @@ import torch
 from torch.utils.data import DataLoader
 
 import alface.backbones  # noqa: F401  (registers the extra timm models, e.g. mtcnn_onet)
+from alface.balance import class_weights
 from alface.config import Config, to_dict
 from alface.curves import Curve, collect_curves, summary_table
 from alface.data import CropDataset, collate_batch
 from alface.datasets import LabeledFolder, initial_labeled, load_dataset, split_test
 from alface.device import Devices
 from alface.errors import AlfaceError
-from alface.metrics import eval_metrics, metrics_dict
+from alface.metrics import probs_metrics
 from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
 from alface.scoring import embed
@@ -129,19 +130,14 @@ def embed_folder(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.n
     return np.ascontiguousarray(emb[np.argsort(ids)], dtype=np.float32)
 
 
-def class_weights(targets: np.ndarray, num_classes: int) -> list[float]:
-    """Inverse class frequency, N / (K_present * n_k); 1 for absent classes (as alface.data)."""
-    counts = np.bincount(targets, minlength=num_classes)
-    present = max(int((counts > 0).sum()), 1)
-    return np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 1.0).tolist()
-
-
 def train_probe(
     cfg: Config, emb: np.ndarray, targets: np.ndarray, num_classes: int, seed: int, tk: dict
 ) -> FaceClassifier:
     """A fresh model whose head is trained on ``emb`` (n, D) / ``targets`` (n,) with seed."""
     cfg = dataclasses.replace(cfg, seed=int(seed))
-    weights = class_weights(targets, num_classes) if cfg.train.class_balance == "weights" else None
+    weights = None
+    if cfg.train.class_balance == "weights":
+        weights = class_weights(targets, num_classes).tolist()
     with seeded(cfg.seed):
         model = build_model(cfg, num_classes, weights)
     return fit_head(model, emb, targets, cfg, tk=tk)
@@ -152,13 +148,6 @@ def predict_probs(model: FaceClassifier, emb: np.ndarray) -> np.ndarray:
     """Softmax probabilities (N, K) float32 of features ``emb`` (N, D)."""
     model.eval()
     return model.classify(torch.from_numpy(emb)).float().softmax(dim=1).numpy()
-
-
-def evaluate(probs: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """alface.metrics' dict (n, acc, macro_f1, recall, confusion) of ``probs`` (N, K)."""
-    metrics = eval_metrics(len(classes))
-    metrics.update(torch.from_numpy(probs.argmax(axis=1)), torch.from_numpy(targets))
-    return metrics_dict(metrics.compute(), classes)
 
 
 def sub_seed(*parts: int) -> int:
@@ -189,7 +178,7 @@ def run_curve(
         model = train_probe(cfg, emb[labeled], targets[labeled], len(classes),
                             sub_seed(seed, _TRAIN_STREAM, step), tk)  # fmt: skip
         probs = predict_probs(model, emb)
-        m = evaluate(probs[test], targets[test], classes)
+        m = probs_metrics(probs[test], targets[test], classes)
         points.append(make_point(split["seed"], spec, step, targets[labeled], added, m, classes))
         points[-1]["seconds"] = round(time.perf_counter() - t0, 3)
         if progress:

@@ -2,8 +2,11 @@
 
 A config is built from ``configs/default.yaml``, then an experiment file, then ``key=value``
 overrides. ``backbone: NAME`` (in a file or as an override) picks
-``configs/backbone/NAME.yaml``. Unknown keys, wrong types and missing files raise
-:class:`ConfigError` naming the key and listing the valid ones.
+``configs/backbone/NAME.yaml``, which replaces the whole backbone group (keys it leaves out take
+their defaults); a ``backbone:`` mapping or ``backbone.KEY=value`` changes single keys. A
+backbone's input size and normalisation default to the model's own (see :mod:`alface.backbones`).
+Unknown keys, wrong types and missing files raise :class:`ConfigError` naming the key and
+listing the valid ones.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ class LabelsConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """A timm model and how its inputs look."""
+    """A timm model; its input size and normalisation are the model's unless overridden here."""
 
     name: str = "resnet18"
-    input_size: int = 224
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    input_size: int | None = None  # None: the model's (timm's pretrained config)
+    mean: tuple[float, float, float] | None = None  # None: the model's
+    std: tuple[float, float, float] | None = None  # None: the model's
     pretrained: bool = True
     weights: str | None = None  # a local weights file; used instead of the hub when set
     drop_rate: float = 0.0
@@ -86,7 +89,7 @@ class AugmentConfig:
 class DataConfig:
     """Splits, loaders and the crop cache."""
 
-    image_size: int | None = None  # None: the backbone's input_size
+    image_size: int | None = None  # None: backbone.input_size, else the model's default
     batch_size: int = 64
     num_workers: int = 0
     cache: bool = True
@@ -215,8 +218,13 @@ class Config:
 
     @property
     def image_size(self) -> int:
-        """The side of the square images the model sees."""
-        return self.data.image_size or self.backbone.input_size
+        """The side of the square images the model sees: ``data.image_size``, else
+        ``backbone.input_size``, else the model's default (timm's pretrained config)."""
+        if self.data.image_size or self.backbone.input_size:
+            return self.data.image_size or self.backbone.input_size  # type: ignore[return-value]
+        from alface.backbones import default_image_size
+
+        return default_image_size(self.backbone.name)
 
     def replace(self, *overrides: str) -> Config:
         """A copy with ``key=value`` overrides applied."""
@@ -226,8 +234,8 @@ class Config:
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     """Default config, then the file at ``path``, then ``key=value`` overrides."""
     data = _resolve_backbone(read_yaml(CONFIG_ROOT / "default.yaml"))
-    if path is not None:
-        data = merge(data, _resolve_backbone(read_yaml(Path(path))))
+    if path is not None:  # a ``backbone: NAME`` in the file replaces the whole backbone group
+        data = _resolve_backbone(merge(data, read_yaml(Path(path))))
     return from_dict(apply_overrides(data, overrides))
 
 

@@ -2,15 +2,14 @@
 
 Batch contract (what every loader here yields): a dict with
 ``image`` uint8 (B, 3, S, S) (a channels-last view), ``label`` int64 (B,) (-1: no resolved
-label), ``item_id`` int64 (B,). :class:`BatchTransform` turns ``image`` into normalised float32
-(and augments it while training) on whole batches on the device; the DataModule applies it in
-``on_after_batch_transfer``, code with its own loaders calls it directly.
+label), ``item_id`` int64 (B,). :class:`alface.transforms.BatchTransform` turns ``image`` into
+normalised float32 (and augments it while training) on whole batches on the device; the
+DataModule applies it in ``on_after_batch_transfer``, the model does for raw batches itself.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
+from alface.balance import balanced_sampler, class_weights
 from alface.cache import CropCache, load_crop
 from alface.config import Config
 from alface.errors import AlfaceError
 from alface.progress import ProgressFn, quiet_lightning_logs
 from alface.store import Store
+from alface.transforms import BatchTransform
 
 log = logging.getLogger(__name__)
 quiet_lightning_logs()
@@ -92,70 +92,6 @@ def collate_batch(batch: Batch | list[Batch]) -> Batch:
     return {k: torch.stack([b[k] for b in batch]) for k in ("image", "label", "item_id")}
 
 
-class BatchTransform:
-    """uint8 (B, 3, S, S) -> normalised float32, with per-sample augmentation when ``train``.
-
-    Augmentation (``cfg.data.augment``): random resized crop keeping at least ``crop_scale`` of
-    the area (aspect 3/4..4/3), horizontal flip, brightness and contrast jitter; one
-    ``affine_grid`` + ``grid_sample`` for the whole batch, on the batch's device.
-    """
-
-    def __init__(self, cfg: Config, train: bool, generator: torch.Generator | None = None) -> None:
-        self.mean = torch.tensor(cfg.backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.aug, self.train, self.generator = cfg.data.augment, train, generator
-        self._affine: dict[tuple[torch.device, bool], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, batch: Batch) -> Batch:
-        x = batch["image"]
-        raw = x.dtype == torch.uint8
-        x = x.float()
-        if self.train and len(x):
-            x = self.augment(x.div_(255) if raw else x)
-            raw = False
-        scale, shift = self._scale_shift(x.device, raw)
-        x = torch.addcmul(shift, x, scale)  # (x / 255 - mean) / std in one pass
-        return {**batch, "image": x.contiguous(memory_format=torch.channels_last)}
-
-    def _scale_shift(self, device: torch.device, raw: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if (device, raw) not in self._affine:
-            scale = 1 / (self.std * (255 if raw else 1))
-            self._affine[device, raw] = (scale.to(device), (-self.mean / self.std).to(device))
-        return self._affine[device, raw]
-
-    def _uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
-        if self.generator is None:
-            u = torch.rand(n, device=device)
-        else:
-            u = torch.rand(n, generator=self.generator, device=self.generator.device).to(device)
-        return low + (high - low) * u
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Augmented copy of ``x`` (B, 3, S, S) float in [0, 1]."""
-        a, b, dev = self.aug, len(x), x.device
-        if a.crop_scale < 1 or a.hflip:
-            area = self._uniform(b, min(a.crop_scale, 1.0), 1.0, dev)
-            ratio = torch.ones(b, device=dev)
-            if a.crop_scale < 1:
-                ratio = torch.exp(self._uniform(b, math.log(3 / 4), math.log(4 / 3), dev))
-            w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-            flip = torch.ones(b, device=dev)
-            if a.hflip:
-                flip = torch.where(self._uniform(b, 0, 1, dev) < 0.5, -1.0, 1.0)
-            theta = torch.zeros(b, 2, 3, device=dev)
-            theta[:, 0, 0], theta[:, 1, 1] = w * flip, h
-            theta[:, 0, 2] = (1 - w) * self._uniform(b, -1, 1, dev)
-            theta[:, 1, 2] = (1 - h) * self._uniform(b, -1, 1, dev)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if a.brightness or a.contrast:  # x * br, then contrast c around its mean: one pass
-            br = 1 + self._uniform(b, -a.brightness, a.brightness, dev).view(b, 1, 1, 1)
-            c = 1 + self._uniform(b, -a.contrast, a.contrast, dev).view(b, 1, 1, 1)
-            mean = x.mean(dim=(1, 2, 3), keepdim=True) if a.contrast else torch.zeros_like(br)
-            x = torch.addcmul(mean * br * (1 - c), x, br * c).clamp_(0, 1)
-        return x
-
-
 class ActiveDataModule(L.LightningDataModule):
     """Loaders over the store's splits: labeled train/val, pool, overfitting and itval sets.
 
@@ -187,8 +123,8 @@ class ActiveDataModule(L.LightningDataModule):
                 f"unknown split(s) {sorted(unknown)}; use {', '.join(SPLIT_NAMES)}, predict"
             )
         self.size = image_size or cfg.image_size
-        self.train_transform = BatchTransform(cfg, train=True)
-        self.eval_transform = BatchTransform(cfg, train=False)
+        self.train_transform = BatchTransform.from_config(cfg, train=True)
+        self.eval_transform = BatchTransform.from_config(cfg, train=False)
         self.cache: CropCache | None = None
         self.splits: dict[str, np.ndarray] = {}
         self._generator = torch.Generator().manual_seed(cfg.seed)  # the balanced sampler's
@@ -297,9 +233,7 @@ class ActiveDataModule(L.LightningDataModule):
             raise DataError("labeled-train is empty: label some faces (and promote them) first")
         sampler = None
         if self.cfg.train.class_balance == "sampler":
-            counts = np.bincount(self.labels_of(ids), minlength=self.num_classes)
-            weights = 1.0 / counts[self.labels_of(ids)]
-            sampler = WeightedRandomSampler(weights.tolist(), len(ids), generator=self._generator)
+            sampler = balanced_sampler(self.labels_of(ids), self._generator)
         return self.loader_for(ids, train=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -320,13 +254,8 @@ class ActiveDataModule(L.LightningDataModule):
         return self.loader_for(self.splits["predict"])
 
     def class_weights(self) -> torch.Tensor:
-        """Inverse class frequency in labeled-train, (K,) float32: N / (K_present * n_k).
-
-        The average weight over training items is 1; a class absent from training gets 1.
-        """
-        counts = np.bincount(self.labels_of(self.labeled("train")), minlength=self.num_classes)
-        present = max(int((counts > 0).sum()), 1)
-        w = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 1.0)
+        """Inverse class frequency in labeled-train (K,) float32 (alface.balance.class_weights)."""
+        w = class_weights(self.labels_of(self.labeled("train")), self.num_classes)
         return torch.tensor(w, dtype=torch.float32)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:

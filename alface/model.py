@@ -1,21 +1,25 @@
 """The classifier: any timm backbone with a linear head, as a LightningModule (FaceClassifier).
 
-``backbone.name`` is any timm model name. Weights: ``backbone.weights: PATH`` (a local file,
-checked to have really loaded), else ``backbone.pretrained: true`` (the Hugging Face hub), else
-random. ``train.mode``: ``finetune`` trains everything (backbone at ``train.lr``, head at
-``train.head_lr``); ``linear_probe`` freezes the backbone (kept in eval mode) and trains the
-head only. Batches are the data contract of :mod:`alface.data` (uint8 images are normalised,
-and augmented while training, by the model itself, so any loader works), or ``{"emb", "label"}``
-feature batches that go straight to the head (the fast linear probe, :mod:`alface.probe`).
+FaceClassifier takes plain typed values (a :class:`~alface.backbones.BackboneSpec`, the class
+names, the training hyper-parameters, class weights, augmentation), saved in its checkpoint, so
+:func:`load_model` restores it from the checkpoint alone; :func:`build_model` maps a Config
+onto it. Weights: ``backbone.weights: PATH`` (a local file, checked to have really loaded),
+else ``backbone.pretrained: true`` (the Hugging Face hub), else random. ``mode``: ``finetune``
+trains everything (backbone at ``lr``, head at ``head_lr``); ``linear_probe`` freezes the
+backbone (kept in eval mode) and trains the head only. Batches are the data contract of
+:mod:`alface.data` (uint8 images are normalised, and augmented while training, by the model
+itself with :mod:`alface.transforms`, so any loader works), or ``{"emb", "label"}`` feature
+batches that go straight to the head (the fast linear probe, :mod:`alface.probe`).
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import logging
-from collections.abc import Sequence
+import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import timm
@@ -24,15 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-import alface.backbones  # noqa: F401  (registers mtcnn_onet, face-trained, with timm)
-from alface.config import Config, from_dict, to_dict
-from alface.data import BatchTransform
+from alface.backbones import BackboneSpec, backbone_spec  # (registers mtcnn_onet with timm)
+from alface.config import AugmentConfig, Config, from_dict
 from alface.errors import AlfaceError
 from alface.metrics import eval_metrics, metrics_dict
+from alface.transforms import BatchTransform
 
 log = logging.getLogger(__name__)
 
 EVAL_NAMES = ("val", "overfit", "itval", "test")  # sets the model keeps metrics for
+MODES = ("finetune", "linear_probe")
 Batch = dict[str, torch.Tensor]
 
 
@@ -40,26 +45,14 @@ class ModelError(AlfaceError, ValueError):
     """A backbone, weights file or checkpoint that cannot be used."""
 
 
-def check_model_name(name: str) -> None:
-    """Raise ModelError, listing close matches, when timm has no model ``name``."""
-    if timm.is_model(name):
-        return
-    close = timm.list_models(f"*{name}*")[:8]
-    close = close or difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-    hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
-    raise ModelError(f"unknown timm model {name!r}; {hint}")
+def create_backbone(b: BackboneSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
+    """The timm model ``b.name`` with a ``num_classes`` head.
 
-
-def create_backbone(cfg: Config, num_classes: int, load_weights: bool = True) -> nn.Module:
-    """The timm model ``cfg.backbone.name`` with a ``num_classes`` head.
-
-    Weights (when ``load_weights``): the local file ``backbone.weights``, else the hub when
-    ``backbone.pretrained``, else random. ViT-like models are built for ``cfg.image_size``.
+    Weights (when ``load_weights``): the local file ``b.weights``, else the hub when
+    ``b.pretrained``, else random. ViT-like models are built for ``b.image_size``.
     """
-    b = cfg.backbone
-    check_model_name(b.name)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": b.drop_rate}
-    path = Path(b.weights).expanduser() if load_weights and b.weights else None
+    path = Path(b.weights) if load_weights and b.weights else None
     if path is not None:
         if not path.is_file():
             raise ModelError(f"backbone.weights: no such file {path}")
@@ -67,7 +60,7 @@ def create_backbone(cfg: Config, num_classes: int, load_weights: bool = True) ->
     elif load_weights and b.pretrained:
         kwargs["pretrained"] = True
     try:
-        model = _create(b.name, cfg.image_size, kwargs)
+        model = _create(b.name, b.image_size, kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         if not kwargs.get("pretrained"):
             raise
@@ -119,28 +112,50 @@ class FaceClassifier(L.LightningModule):
     """A timm classifier trained with Lightning; predicts softmax probabilities and embeddings.
 
     Args:
-        cfg: the resolved config as a plain dict (:func:`alface.config.to_dict`), kept in
-            the checkpoint beside the weights.
-        num_classes: size of the head.
+        backbone: the backbone with its resolved data config (or its plain-dict form).
+        classes: the class names, one per head output.
+        mode: ``finetune`` or ``linear_probe`` (frozen backbone, head only).
+        lr, head_lr: AdamW learning rates of the backbone and of the head.
+        weight_decay: AdamW weight decay.
         class_weights: (K,) weights of the cross-entropy loss, or None for plain.
+        augment: train-time augmentation (or its plain-dict form); None: none.
         load_weights: load hub or file weights (off when a checkpoint supplies them).
+
+    Every argument but ``load_weights`` is kept, as plain values, in the checkpoint.
     """
 
     def __init__(
         self,
-        cfg: dict[str, Any],
-        num_classes: int,
+        backbone: BackboneSpec | Mapping[str, Any],
+        classes: Sequence[str],
+        mode: Literal["finetune", "linear_probe"] = "finetune",
+        lr: float = 1e-4,
+        head_lr: float = 1e-3,
+        weight_decay: float = 1e-4,
         class_weights: Sequence[float] | None = None,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
         load_weights: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["load_weights"])
-        self.config = from_dict(cfg)
-        self.model = create_backbone(self.config, num_classes, load_weights)
-        classes = self.config.labels.classes
-        self.classes = [str(c) for c in classes] if len(classes) == num_classes else []
-        self.classes = self.classes or [str(k) for k in range(num_classes)]
-        self.frozen = self.config.train.mode == "linear_probe"
+        if mode not in MODES:
+            raise ModelError(f"train.mode={mode!r}: use one of {', '.join(MODES)}")
+        if not classes:
+            raise ModelError("a classifier needs at least one class")
+        if class_weights is not None and len(class_weights) != len(classes):
+            raise ModelError(f"{len(class_weights)} class weights for {len(classes)} classes")
+        if not isinstance(backbone, BackboneSpec):
+            backbone = BackboneSpec.from_dict(backbone)
+        if augment is not None and not isinstance(augment, AugmentConfig):
+            augment = AugmentConfig(**augment)
+        self.spec, self.classes, self.mode = backbone, [str(c) for c in classes], mode
+        weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.save_hyperparameters(
+            {"backbone": _plain(backbone), "classes": self.classes, "mode": mode, "lr": lr,
+             "head_lr": head_lr, "weight_decay": weight_decay, "class_weights": weights,
+             "augment": None if augment is None else _plain(augment)}
+        )  # fmt: skip
+        self.model = create_backbone(backbone, len(self.classes), load_weights)
+        self.frozen = mode == "linear_probe"
         if self.frozen:
             self.model.requires_grad_(False)
             self.head.requires_grad_(True)
@@ -153,14 +168,36 @@ class FaceClassifier(L.LightningModule):
             if self.frozen
             else nn.Identity()
         )
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.register_buffer("loss_weights", weights, persistent=False)
-        self.metrics = nn.ModuleDict({n: eval_metrics(num_classes) for n in EVAL_NAMES})
+        loss_weights = torch.tensor(weights, dtype=torch.float32) if weights else None
+        self.register_buffer("loss_weights", loss_weights, persistent=False)
+        self.metrics = nn.ModuleDict({n: eval_metrics(len(self.classes)) for n in EVAL_NAMES})
         self.train_loss = MeanMetric()
-        self.transforms = {t: BatchTransform(self.config, train=t) for t in (True, False)}
+        self.transforms = {
+            t: BatchTransform(backbone.mean, backbone.std, augment, train=t) for t in (True, False)
+        }
         self.eval_names: list[str] = ["val"]  # the test dataloaders' set names, in order
         self.results: dict[str, dict[str, Any]] = {}  # set name -> metrics dict (last epoch)
         self._updated: set[str] = set()  # sets with batches since their metrics were computed
+
+    @property
+    def backbone_name(self) -> str:
+        """The timm model name of the backbone."""
+        return self.spec.name
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square uint8 crops the model reads (the crops are resized to it)."""
+        return self.spec.image_size
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel mean of 0..1 RGB pixels that inputs are normalised with."""
+        return self.spec.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel standard deviation that inputs are normalised with."""
+        return self.spec.std
 
     @property
     def head(self) -> nn.Module:
@@ -269,31 +306,80 @@ class FaceClassifier(L.LightningModule):
         return {"item_id": batch["item_id"], "probs": probs, "emb": emb.float()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """AdamW: the head at train.head_lr; the backbone at train.lr unless frozen."""
-        t = self.config.train
+        """AdamW: the head at ``head_lr``; the backbone at ``lr`` unless frozen."""
+        hp = self.hparams
         head = list(self.head.parameters())
         head_ids = {id(p) for p in head}
-        groups = [{"params": head, "lr": t.head_lr}]
+        groups = [{"params": head, "lr": hp.head_lr}]
         if not self.frozen:
             rest = [p for p in self.model.parameters() if id(p) not in head_ids]
-            groups.insert(0, {"params": rest, "lr": t.lr})
-        return torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+            groups.insert(0, {"params": rest, "lr": hp.lr})
+        return torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
 
 
 def build_model(
     cfg: Config, num_classes: int, class_weights: Sequence[float] | torch.Tensor | None = None
 ) -> FaceClassifier:
-    """A FaceClassifier for ``cfg`` with hub, file or random backbone weights."""
+    """A FaceClassifier for ``cfg`` with hub, file or random backbone weights.
+
+    Classes are ``cfg.labels.classes`` when there are ``num_classes`` of them, else "0".."K-1".
+    """
+    names = cfg.labels.classes
+    classes = list(names) if len(names) == num_classes else [str(k) for k in range(num_classes)]
     weights = None if class_weights is None else [float(w) for w in class_weights]
-    return FaceClassifier(to_dict(cfg), num_classes, weights, load_weights=True)
+    t = cfg.train
+    return FaceClassifier(
+        backbone_spec(cfg.backbone, cfg.data.image_size), classes, t.mode, t.lr, t.head_lr,
+        t.weight_decay, weights, cfg.data.augment, load_weights=True,
+    )  # fmt: skip
 
 
 def load_model(path: str | Path) -> FaceClassifier:
-    """The FaceClassifier saved in checkpoint ``path`` (on the CPU)."""
+    """The FaceClassifier saved in checkpoint ``path`` (on the CPU), from the file alone."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = FaceClassifier(**checkpoint_hparams(ckpt))
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, AlfaceError):
+            raise
+        raise ModelError(f"cannot load checkpoint {path}: {' '.join(str(e).split())[:200]}") from e
+    return model
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (tensors on the CPU; plain values only, no code run)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"no checkpoint at {path}")
     try:
-        return FaceClassifier.load_from_checkpoint(path, map_location="cpu")
-    except (RuntimeError, KeyError, EOFError, ValueError, OSError) as e:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as e:
         raise ModelError(f"cannot load checkpoint {path}: {' '.join(str(e).split())[:200]}") from e
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise ModelError(f"{path} is not an alface model checkpoint (no hyper-parameters)")
+    return ckpt
+
+
+def checkpoint_hparams(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """FaceClassifier's keyword arguments saved in checkpoint dict ``ckpt``.
+
+    Checkpoints written before the narrow constructor kept the whole config (``cfg``) and
+    ``num_classes``; they are mapped onto the same arguments.
+    """
+    hp = dict(ckpt["hyper_parameters"])
+    if "cfg" not in hp:
+        return hp
+    cfg, k = from_dict(hp["cfg"]), int(hp["num_classes"])
+    names, t = cfg.labels.classes, cfg.train
+    return {
+        "backbone": _plain(backbone_spec(cfg.backbone, cfg.data.image_size)),
+        "classes": list(names) if len(names) == k else [str(i) for i in range(k)],
+        "mode": t.mode, "lr": t.lr, "head_lr": t.head_lr, "weight_decay": t.weight_decay,
+        "class_weights": hp.get("class_weights"), "augment": _plain(cfg.data.augment),
+    }  # fmt: skip
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A dataclass as a dict of plain values (tuples as lists), fit for a checkpoint."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
+from alface.balance import balanced_sampler
 from alface.config import Config
 from alface.data import EVAL_SETS, ActiveDataModule, collate_batch
 from alface.model import FaceClassifier
@@ -45,9 +46,7 @@ def feature_loader(
     ds = FeatureDataset(ids, emb, labels)
     bs, sampler = cfg.data.batch_size, None
     if train and cfg.train.class_balance == "sampler":
-        counts = torch.bincount(ds.labels)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        sampler = WeightedRandomSampler((1.0 / counts[ds.labels]).tolist(), len(ds), generator=gen)
+        sampler = balanced_sampler(labels, torch.Generator().manual_seed(cfg.seed))
     return DataLoader(
         ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
         drop_last=train and len(ds) > bs, collate_fn=collate_batch,

@@ -268,7 +268,7 @@ def score_pool(
     model = load_model(wd.root / record.path)
     overrides = None if ids is None else {"predict": np.unique(np.asarray(ids, dtype=np.int64))}
     dm = ActiveDataModule(
-        wd.root, wd.cfg, ids=overrides, image_size=model.config.image_size,
+        wd.root, wd.cfg, ids=overrides, image_size=model.image_size,
         batch_size=wd.cfg.select.score_batch_size, pin_memory=devices.pin_memory,
     )  # fmt: skip
     dm.prepare_data()

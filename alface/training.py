@@ -37,11 +37,11 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from alface import probe
-from alface.config import Config, dump_config, from_dict
+from alface.config import Config, dump_config
 from alface.data import ActiveDataModule
 from alface.device import Devices, RankDone, is_global_zero, start_ranks
 from alface.errors import AlfaceError
-from alface.model import FaceClassifier, build_model
+from alface.model import FaceClassifier, build_model, checkpoint_hparams, read_checkpoint
 from alface.progress import ProgressFn
 from alface.scoring import inference_trainer
 from alface.splits import promote_labeled
@@ -237,13 +237,12 @@ def warm_start(model: FaceClassifier, store: Store) -> bool:
     record = store.runs.latest_model()
     if record is None:
         return False
-    path = _model_path(store, record)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    prev, cfg = from_dict(ckpt["hyper_parameters"]["cfg"]), model.config
-    same = (prev.backbone.name, prev.image_size, prev.labels.classes) == (
-        cfg.backbone.name, cfg.image_size, cfg.labels.classes,
+    ckpt = read_checkpoint(_model_path(store, record))
+    prev = checkpoint_hparams(ckpt)
+    same = (prev["backbone"]["name"], prev["backbone"]["image_size"], list(prev["classes"])) == (
+        model.backbone_name, model.image_size, model.classes,
     )  # fmt: skip
-    if not same or ckpt["hyper_parameters"]["num_classes"] != len(model.classes):
+    if not same:
         log.info("warm start skipped: model %d has another backbone, size or label set", record.id)
         return False
     model.load_state_dict(ckpt["state_dict"])

@@ -32,11 +32,12 @@ import torch
 from train_speed import UTK, Clock, autocast, compare, make_workdir, plain_setup, summary
 
 from alface.config import Config
-from alface.data import ActiveDataModule, BatchTransform
+from alface.data import ActiveDataModule
 from alface.device import resolve_devices
 from alface.model import FaceClassifier, build_model
 from alface.scoring import write_scores
 from alface.training import seeded
+from alface.transforms import BatchTransform
 
 
 def plain_scores(model: FaceClassifier, loader, cfg: Config) -> dict[str, float]:
@@ -44,7 +45,7 @@ def plain_scores(model: FaceClassifier, loader, cfg: Config) -> dict[str, float]
     that :func:`plain_setup` has put on the device)."""
     device, precision = plain_setup(model, cfg)
     net = model.model.eval()
-    transform = BatchTransform(cfg, train=False)
+    transform = BatchTransform.from_config(cfg, train=False)
     probs, embs, clock = [], [], Clock()
     with torch.inference_mode(), autocast(device, precision):
         for batch in loader:

@@ -39,11 +39,12 @@ import torch.nn.functional as F
 
 from alface import splits
 from alface.config import Config
-from alface.data import ActiveDataModule, BatchTransform
+from alface.data import ActiveDataModule
 from alface.device import resolve_devices, torch_device
 from alface.model import FaceClassifier, build_model
 from alface.store import NewItem
 from alface.training import fit, seeded
+from alface.transforms import BatchTransform
 from alface.workdir import Workdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,7 +167,7 @@ def plain_epoch(
     """Figures of one epoch of a plain loop over the same timm model, data and optimizer."""
     device, precision = plain_setup(model, cfg)
     net = model.model
-    transform = BatchTransform(cfg, train=True)
+    transform = BatchTransform.from_config(cfg, train=True)
     opt = model.configure_optimizers()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     net.train()

@@ -1,8 +1,11 @@
+import re
+
 import pytest
 import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from alface.backbones import BackboneError, onet_weights_path
+from alface.backbones import BackboneError, backbone_spec, data_config, onet_weights_path
 from alface.config import load_config
 from alface.model import build_model
 
@@ -38,3 +41,47 @@ def test_mtcnn_onet_random_init_and_local_weights_file(tmp_path):
         timm.create_model(
             "mtcnn_onet", pretrained=True, pretrained_cfg_overlay={"file": str(tmp_path / "bad.pt")}
         )
+
+
+def test_size_and_normalisation_come_from_the_model():
+    # backbone.name alone changes them (it used to keep resnet18's 224 px and ImageNet stats)
+    cfg = load_config(None, ["backbone.name=test_resnet"])
+    spec = backbone_spec(cfg.backbone)
+    assert cfg.image_size == spec.image_size == 160
+    assert spec.mean == spec.std == (0.5, 0.5, 0.5)
+    vit = backbone_spec(load_config(None, ["backbone.name=vit_small_patch16_224"]).backbone)
+    assert (vit.image_size, vit.mean, vit.std) == (224, (0.5,) * 3, (0.5,) * 3)
+    res = backbone_spec(load_config().backbone)
+    assert (res.image_size, res.mean, res.std) == (224, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    onet = backbone_spec(onet_cfg().backbone)
+    assert (onet.image_size, onet.mean, onet.std) == (96, (0.5,) * 3, (128 / 255,) * 3)
+
+
+def test_overrides_win_over_the_model_data_config():
+    cfg = load_config(None, ["backbone=test_resnet", "backbone.input_size=64",
+                             "backbone.mean=[0.1, 0.2, 0.3]", "backbone.std=[1, 2, 3]"])  # fmt: skip
+    spec = backbone_spec(cfg.backbone)
+    assert (spec.image_size, spec.mean, spec.std) == (64, (0.1, 0.2, 0.3), (1.0, 2.0, 3.0))
+    assert cfg.image_size == 64
+    assert backbone_spec(cfg.backbone, image_size=40).image_size == 40  # data.image_size wins
+    assert cfg.replace("data.image_size=40").image_size == 40
+
+
+def test_unknown_and_odd_models_give_one_clear_line():
+    def error(call) -> str:
+        with pytest.raises(BackboneError) as e:
+            call()
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert re.search(r"unknown timm model 'resnet_18'.*resnet18",
+                     error(lambda: load_config(None, ["backbone.name=resnet_18"]).image_size))  # fmt: skip
+    odd = load_config(None, ["backbone.name=vit_base_patch16_sapiens2"]).backbone
+    assert "3 x 1024 x 768, not square" in error(lambda: backbone_spec(odd))
+    assert backbone_spec(odd, image_size=256).image_size == 256
+    assert "must be >= 1 px, got -4" in error(lambda: backbone_spec(onet_cfg().backbone, -4))
+    assert "backbone.mean: expected 3 values" in error(lambda: data_config("test_resnet",
+                                                                          mean=(0.5, 0.5)))  # fmt: skip
+    assert "backbone.std must be positive" in error(
+        lambda: data_config("test_resnet", std=(0.5, 0.0, 0.5))
+    )

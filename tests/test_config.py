@@ -1,10 +1,13 @@
 from pathlib import Path
 
 import pytest
+import timm
 import yaml
 
+from alface.backbones import backbone_spec
 from alface.config import (
     CONFIG_ROOT,
+    BackboneConfig,
     Config,
     ConfigError,
     backbone_names,
@@ -32,7 +35,34 @@ def test_every_experiment_file_loads():
 def test_required_backbones_exist(name):
     assert name in backbone_names()
     cfg = load_config(overrides=[f"backbone={name}"])
-    assert cfg.backbone.input_size > 0 and len(cfg.backbone.mean) == 3
+    spec, timm_cfg = backbone_spec(cfg.backbone), timm.get_pretrained_cfg(cfg.backbone.name)
+    assert spec.image_size == cfg.image_size == timm_cfg.input_size[-1] > 0
+    assert spec.mean == timm_cfg.mean and spec.std == timm_cfg.std and len(spec.mean) == 3
+
+
+def test_backbone_files_keep_only_the_name_and_real_overrides():
+    # size and normalisation come from timm; a file that repeats timm's value is a stale copy
+    for name in backbone_names():
+        data = yaml.safe_load((CONFIG_ROOT / "backbone" / f"{name}.yaml").read_text())
+        timm_cfg = timm.get_pretrained_cfg(data["name"])
+        assert set(data) <= {"name", "pretrained", "weights", "drop_rate", "input_size",
+                             "mean", "std"}, name  # fmt: skip
+        assert data.get("input_size", -1) != timm_cfg.input_size[-1], name
+        for key in ("mean", "std"):
+            assert tuple(data.get(key, ())) != getattr(timm_cfg, key), name
+        for key in ("pretrained", "weights", "drop_rate"):
+            assert data.get(key, "unset") != getattr(BackboneConfig(), key), (name, key)
+
+
+def test_a_backbone_file_replaces_the_whole_backbone_group(tmp_path: Path):
+    path = tmp_path / "x.yaml"
+    path.write_text("backbone: test_vit\n")
+    assert load_config(path).backbone == BackboneConfig(name="test_vit", pretrained=False)
+    saved = tmp_path / "saved.yaml"  # a work dir's resolved config with every backbone key set
+    dump_config(load_config(None, ["backbone.weights=w.pth", "backbone.input_size=64"]), saved)
+    again = load_config(saved, ["backbone=test_vit"])
+    assert again.backbone == BackboneConfig(name="test_vit", pretrained=False)
+    assert again.image_size == 160  # test_vit's own size, not the old override
 
 
 def test_overrides_parse_yaml_values():

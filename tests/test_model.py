@@ -4,16 +4,18 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+import yaml
 from conftest import SHARED
-from sklearn.metrics import confusion_matrix, f1_score
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
+from alface.backbones import BackboneError, BackboneSpec, backbone_spec
 from alface.cache import load_crop
-from alface.config import Config, backbone_names
-from alface.metrics import eval_metrics, metrics_dict
-from alface.model import ModelError, build_model, create_backbone
+from alface.config import Config, backbone_names, to_dict
+from alface.model import FaceClassifier, ModelError, build_model, create_backbone, load_model
 
 SIZE = 32
+CLASSES = Config().labels.classes
 NO_AUG = (
     "data.augment.hflip=false", "data.augment.crop_scale=1.0",
     "data.augment.brightness=0.0", "data.augment.contrast=0.0",
@@ -22,6 +24,11 @@ NO_AUG = (
 
 def _cfg(backbone: str = "test_resnet", *overrides: str) -> Config:
     return Config().replace(f"backbone={backbone}", f"data.image_size={SIZE}", *overrides)
+
+
+def _spec(backbone: str = "test_resnet", *overrides: str) -> BackboneSpec:
+    cfg = _cfg(backbone, *overrides)
+    return backbone_spec(cfg.backbone, cfg.data.image_size)
 
 
 def real_crops(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,22 +97,24 @@ def test_predictions_have_the_right_shapes_and_sum_to_one(backbone):
 def test_every_shipped_backbone_builds_from_config_alone():
     x = torch.zeros(2, 3, SIZE, SIZE, dtype=torch.uint8)
     for name in backbone_names():
-        model = build_model(_cfg(name, "backbone.pretrained=false"), 3).eval()
+        cfg = _cfg(name, "backbone.pretrained=false")
+        model = build_model(cfg, 3).eval()
         with torch.no_grad():
             out = model.predict_step(_batch(x, torch.zeros(2, dtype=torch.long)), 0)
         assert out["probs"].shape == (2, 3), name
         assert out["emb"].shape == (2, model.embedding_dim), name
-        assert model.model.default_cfg["architecture"] == model.config.backbone.name
+        arch = model.model.default_cfg["architecture"]
+        assert arch == model.backbone_name == cfg.backbone.name, name
 
 
 def test_unknown_model_name_lists_close_matches():
-    with pytest.raises(ModelError, match="resnet18"):
-        create_backbone(_cfg("test_resnet", "backbone.name=resnet_18"), 5)
+    with pytest.raises(BackboneError, match="unknown timm model 'resnet_18'; close.*resnet18"):
+        create_backbone(_spec("test_resnet", "backbone.name=resnet_18"), 5)
 
 
 def test_hub_weights_offline_give_one_clear_error():
     with pytest.raises(ModelError, match="backbone.pretrained=false"):
-        create_backbone(_cfg("test_resnet", "backbone.pretrained=true"), 5)
+        create_backbone(_spec("test_resnet", "backbone.pretrained=true"), 5)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -119,7 +128,7 @@ def test_local_weights_file_is_loaded(tmp_path, suffix):
         from safetensors.torch import save_file
 
         save_file(source.state_dict(), path)
-    model = create_backbone(_cfg("test_resnet", f"backbone.weights={path}"), 5)
+    model = create_backbone(_spec("test_resnet", f"backbone.weights={path}"), 5)
     want = source.state_dict()
     for key, value in model.state_dict().items():
         if not key.startswith("fc."):  # the head has another size, so it stays random
@@ -131,16 +140,16 @@ def test_weights_file_of_another_model_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(timm.create_model("test_efficientnet").state_dict(), path)
     with pytest.raises(ModelError, match="cannot load test_resnet weights from .*size mismatch"):
-        create_backbone(_cfg("test_resnet", f"backbone.weights={path}"), 5)
+        create_backbone(_spec("test_resnet", f"backbone.weights={path}"), 5)
     torch.save({"encoder.w": torch.zeros(3)}, path)  # timm only warns about these keys
     with pytest.raises(ModelError, match="no tensor fits timm model test_resnet"):
-        create_backbone(_cfg("test_resnet", f"backbone.weights={path}"), 5)
+        create_backbone(_spec("test_resnet", f"backbone.weights={path}"), 5)
     fresh = timm.create_model("test_resnet").state_dict()  # BatchNorm ones and zeros only:
     torch.save({k: v for k, v in fresh.items() if k.startswith("bn1.")}, path)  # proves nothing
     with pytest.raises(ModelError, match="no tensor fits timm model test_resnet"):
-        create_backbone(_cfg("test_resnet", f"backbone.weights={path}"), 5)
+        create_backbone(_spec("test_resnet", f"backbone.weights={path}"), 5)
     with pytest.raises(ModelError, match="no such file"):
-        create_backbone(_cfg("test_resnet", f"backbone.weights={tmp_path / 'none.pth'}"), 5)
+        create_backbone(_spec("test_resnet", f"backbone.weights={tmp_path / 'none.pth'}"), 5)
 
 
 def test_linear_probe_trains_only_the_head_and_keeps_the_backbone_in_eval_mode():
@@ -148,7 +157,10 @@ def test_linear_probe_trains_only_the_head_and_keeps_the_backbone_in_eval_mode()
     model = build_model(_cfg("test_resnet", "train.mode=linear_probe"), 5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = model.configure_optimizers()
-    assert len(opt.param_groups) == 1 and opt.param_groups[0]["lr"] == model.config.train.head_lr
+    assert (
+        len(opt.param_groups) == 1
+        and opt.param_groups[0]["lr"] == model.hparams.head_lr == Config().train.head_lr
+    )
     model.train()
     assert model.training and not model.model.training
     for _ in range(3):
@@ -180,16 +192,77 @@ def test_class_weights_weight_the_loss():
     assert not torch.allclose(loss, F.cross_entropy(logits, y))
 
 
-def test_metrics_match_scikit_learn():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, size=50)  # class 4 never occurs
-    p = np.where(rng.random(50) < 0.6, y, rng.integers(0, 5, size=50))
-    m = eval_metrics(5)
-    m.update(torch.tensor(p[:20]), torch.tensor(y[:20]))
-    m.update(torch.tensor(p[20:]), torch.tensor(y[20:]))
-    r = metrics_dict(m.compute(), ["a", "b", "c", "d", "e"])
-    assert r["n"] == 50 and r["acc"] == pytest.approx((p == y).mean())
-    assert r["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
-    assert r["confusion"] == confusion_matrix(y, p, labels=range(5)).tolist()
-    assert r["recall"]["e"] is None
-    assert r["recall"]["a"] == pytest.approx(((p == 0) & (y == 0)).sum() / (y == 0).sum())
+def _fit_one_step(model, images, labels, tmp_path) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, DataLoader([_batch(images, labels)], batch_size=None))
+    return trainer
+
+
+def test_the_checkpoint_alone_restores_the_model(tmp_path):
+    images, labels = real_crops(8)
+    cfg = _cfg("test_efficientnet", "train.lr=0.01", "data.augment.hflip=false")
+    model = build_model(cfg, 5, class_weights=[1.0, 2.0, 1.0, 0.5, 1.0])
+    path = tmp_path / "alone" / "model.ckpt"  # a folder holding nothing else
+    _fit_one_step(model, images, labels, tmp_path).save_checkpoint(path, weights_only=True)
+    hp = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert yaml.safe_load(yaml.safe_dump(dict(hp))) == dict(hp)  # plain values only
+    loaded = load_model(path).eval()
+    assert loaded.spec == model.spec == backbone_spec(cfg.backbone, 32)
+    assert (loaded.backbone_name, loaded.image_size) == ("test_efficientnet", 32)
+    assert (loaded.mean, loaded.std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)  # timm's
+    assert loaded.classes == list(CLASSES) and loaded.mode == "finetune"
+    assert loaded.hparams.lr == 0.01 and loaded.transforms[True].aug == cfg.data.augment
+    torch.testing.assert_close(loaded.loss_weights, torch.tensor([1.0, 2.0, 1.0, 0.5, 1.0]))
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    with torch.no_grad():
+        want = model.eval().predict_step(_batch(images, labels), 0)["probs"]
+        torch.testing.assert_close(loaded.predict_step(_batch(images, labels), 0)["probs"], want)
+
+
+def test_checkpoints_that_kept_the_whole_config_still_load(tmp_path):
+    cfg = _cfg("test_resnet", "train.mode=linear_probe")
+    old = to_dict(cfg)  # the old form resolved size and statistics in the config itself
+    old["backbone"] |= {"input_size": 32, "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, 0.2]}
+    old["data"]["image_size"] = None
+    model = build_model(cfg, 5)
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {
+        "cfg": old, "num_classes": 5, "class_weights": None}}, path)  # fmt: skip
+    loaded = load_model(path)
+    assert (loaded.image_size, loaded.mean, loaded.std) == (32, (0.4,) * 3, (0.2,) * 3)
+    assert loaded.classes == list(CLASSES) and loaded.frozen
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_bad_checkpoints_give_one_clear_line(tmp_path):
+    for content, words in [(b"not a checkpoint", "cannot load checkpoint"),
+                           (None, "no checkpoint at")]:  # fmt: skip
+        path = tmp_path / "m.ckpt"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ModelError, match=words) as e:
+            load_model(path)
+        assert "\n" not in str(e.value)
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ModelError, match="not an alface model checkpoint"):
+        load_model(path)
+
+
+def test_the_narrow_constructor_needs_no_config():
+    spec = BackboneSpec("test_resnet", 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    model = FaceClassifier(spec, ["cat", "dog"], mode="linear_probe", head_lr=0.5)
+    assert model.classes == ["cat", "dog"] and model.head.out_features == 2 and model.frozen
+    assert model.configure_optimizers().param_groups[0]["lr"] == 0.5
+    assert model.transforms[True].aug.crop_scale == 1.0  # no augment given: none
+    x = torch.full((1, 3, 32, 32), 51, dtype=torch.uint8)  # 0.2: (0.2 - 0.5) / 0.25 = -1.2
+    torch.testing.assert_close(model.transforms[False]({"image": x})["image"], torch.full(
+        (1, 3, 32, 32), -1.2))  # fmt: skip
+    with pytest.raises(ModelError, match="train.mode='full'.*linear_probe"):
+        FaceClassifier(spec, ["a", "b"], mode="full")
+    with pytest.raises(ModelError, match="3 class weights for 2 classes"):
+        FaceClassifier(spec, ["a", "b"], class_weights=[1.0, 1.0, 1.0])

@@ -6,7 +6,7 @@ from labelstore import make_workdir
 from torch.utils.data import DataLoader
 
 from alface.config import Config
-from alface.data import BatchTransform, CropDataset, collate_batch
+from alface.data import CropDataset, collate_batch
 from alface.device import cpu_devices
 from alface.model import build_model
 from alface.scoring import (
@@ -17,6 +17,7 @@ from alface.scoring import (
     score_pool,
     write_scores,
 )
+from alface.transforms import BatchTransform
 
 SIZE = 24
 CPU = {
@@ -54,7 +55,7 @@ def _loader(ids: np.ndarray, images: torch.Tensor, order: np.ndarray, bs: int = 
 def _expected(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     with torch.no_grad():
-        x = BatchTransform(model.config, train=False)({"image": images})["image"]
+        x = BatchTransform(model.mean, model.std)({"image": images})["image"]
         emb, logits = model.embed_logits(x)
     return logits.softmax(dim=1).numpy(), emb.numpy()
 

@@ -15,8 +15,9 @@ from conftest import SHARED
 from labelstore import dump, make_workdir
 
 from alface import probe, splits
+from alface.backbones import backbone_spec
 from alface.cli import main
-from alface.config import Config, load_config
+from alface.config import Config, load_config, to_dict
 from alface.device import cpu_devices
 from alface.model import build_model, load_model
 from alface.scoring import load_scores, score_pool
@@ -103,7 +104,14 @@ def test_train_records_the_best_model_with_its_metrics(trained):
     assert {"model.ckpt", "config.yaml", "metrics.json", "metrics.csv"} <= names
     assert "checkpoints" not in names and not (trained / "models" / "1.partial").exists()
     assert json.loads((folder / "metrics.json").read_text()) == metrics
-    assert load_config(folder / "config.yaml") == load_model(folder / "model.ckpt").config
+    cfg, model = load_config(folder / "config.yaml"), load_model(folder / "model.ckpt")
+    assert model.spec == backbone_spec(cfg.backbone, cfg.data.image_size)  # resolved, saved
+    assert (model.backbone_name, model.image_size) == ("test_resnet", 32)
+    assert model.classes == list(cfg.labels.classes) and model.mode == cfg.train.mode
+    hp = model.hparams
+    assert (hp.lr, hp.head_lr, hp.weight_decay) == (cfg.train.lr, cfg.train.head_lr,
+                                                    cfg.train.weight_decay)  # fmt: skip
+    assert hp.augment == to_dict(cfg.data.augment)
     csv = (folder / "metrics.csv").read_text().splitlines()[0]
     assert {"train/loss", "val/acc", "val/macro_f1", "val/loss"} <= set(csv.split(","))
 
@@ -118,7 +126,8 @@ def test_cli_trains_another_backbone_by_config_alone(trained, tmp_path, capsys):
         row = wd.store.runs.latest_model()
         assert row.backbone == "test_efficientnet" and row.path == "models/2/model.ckpt"
         before = dump(wd.store)
-    assert load_model(root / row.path).config.backbone.name == "test_efficientnet"
+    model = load_model(root / row.path)
+    assert model.backbone_name == "test_efficientnet" and model.image_size == 32
     assert main(["train", str(root), "train.monitor=val/f1"]) == 2
     assert "val/macro_f1" in capsys.readouterr().err
     with Workdir.open(root) as wd:
@@ -135,6 +144,8 @@ def test_warm_start_begins_from_the_latest_model(trained, tmp_path):
     old, new = load_model(root / "models/1/model.ckpt"), load_model(result.path)
     for (k, a), b in zip(old.model.named_parameters(), new.model.parameters(), strict=True):
         assert torch.equal(a, b), k  # lr 0: the weights are the previous model's
+    with Workdir.open(root, (*frozen, "data.image_size=24")) as wd:  # the latest: 32 px
+        assert not train(wd, CPU).warm_started
     with Workdir.open(root, (*frozen, "backbone=test_efficientnet")) as wd:
         assert not train(wd, CPU).warm_started
 
