@@ -55,17 +55,21 @@ def test_a_cut_starts_new_tracks():
     assert link_tracks(frames, boxes, cuts=[59, 61], step=30).tolist() == [0, 0, 1, 2, 2]
 
 
-def test_a_missed_sample_is_bridged_up_to_max_gap():
+def test_missed_samples_are_bridged_up_to_max_gap():
     frames = np.array([0, 30, 90, 120])  # no face at 60
     boxes = [box(0)] * 4
     assert link_tracks(frames, boxes, step=30).tolist() == [0, 0, 0, 0]
     cfg0 = TrackConfig(max_gap=0)
     assert link_tracks(frames, boxes, cfg=cfg0, step=30).tolist() == [0, 0, 1, 1]
     two_missed = np.array([0, 30, 120, 150])
-    assert link_tracks(two_missed, boxes, step=30).tolist() == [0, 0, 1, 1]
-    assert link_tracks(two_missed, boxes, cfg=TrackConfig(max_gap=2), step=30).tolist() == [
-        0, 0, 0, 0,
-    ]  # fmt: skip
+    assert link_tracks(two_missed, boxes, step=30).tolist() == [0, 0, 0, 0]  # max_gap 2
+    cfg1 = TrackConfig(max_gap=1)
+    assert link_tracks(two_missed, boxes, cfg=cfg1, step=30).tolist() == [0, 0, 1, 1]
+    three_missed = np.array([0, 30, 150, 180])
+    assert link_tracks(three_missed, boxes, step=30).tolist() == [0, 0, 1, 1]
+    # The allowed jump grows with the gap: 3 face sizes per sample, so 6 across one miss.
+    assert link_tracks(np.array([0, 60]), [box(0), box(590)], step=30).tolist() == [0, 0]
+    assert link_tracks(np.array([0, 60]), [box(0), box(610)], step=30).tolist() == [0, 1]
 
 
 def test_a_gap_is_bridged_only_for_faces_left_unlinked():

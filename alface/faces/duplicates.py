@@ -134,7 +134,7 @@ def embedding_pairs(
     min_cosine: float,
     k: int = 10,
     exact_max: int = 20_000,
-    nprobe: int = 16,
+    nprobe: int = 8,
     seed: int = 0,
 ) -> np.ndarray:
     """Pairs (P, 2) of rows i < j of ``embeddings`` (N, D) with cosine >= ``min_cosine`` where

@@ -8,7 +8,9 @@ of near-duplicate grouping. Pure: the same image and ``rng`` state give the same
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -90,6 +92,30 @@ def near_copies(
         raise VariantError(f"number of near-copies must be >= 0, got {k}")
     check_strength(strength)
     return [near_copy(image, rng, strength) for _ in range(k)]
+
+
+def redundant_pool(
+    paths: Sequence[str | Path],
+    k: int,
+    seed: int = 0,
+    strength: VariantStrength = VariantStrength(),
+) -> Iterator[tuple[Path, int, np.ndarray]]:
+    """For each image file in ``paths`` (a labeled folder's crops), ``k`` near-copies:
+    yields (path, j, (H, W, 3) uint8) for j = 0 .. k-1, file by file, lazily.
+
+    The copies of file i depend only on (``seed``, i), so any subset or order of files
+    gives the same copies of each. The data of the redundancy benchmark: a pool where each
+    labeled face appears as K near-copies (K = 10-30 "frames").
+    """
+    from PIL import ImageOps
+
+    check_strength(strength)
+    for i, path in enumerate(paths):
+        rng = np.random.default_rng([seed, i])
+        with Image.open(path) as im:
+            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        for j, copy in enumerate(near_copies(image, k, rng, strength)):
+            yield Path(path), j, copy
 
 
 def _rgb_uint8(image: np.ndarray) -> np.ndarray:
