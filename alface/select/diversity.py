@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REASONS = ("near", "far", "random")
 KMEANS_INITS = ("k-means++", "random")
+SEED_POINTS_PER_CENTROID = 64  # k-means++ seeds are drawn from at most k x this rows
 
 
 class DiversityError(AlfaceError, ValueError):
@@ -198,9 +199,11 @@ def kmeans(
     ``points_per_centroid`` * k' rows (a sample drawn with ``seed``; 0: all rows); every row is
     then assigned. It is run ``redo`` times on that sample from different seedings and the
     run with the lowest objective is kept. ``init`` is "k-means++" (greedy D²-weighted
-    seeding, :func:`kmeanspp_seeds`) or "random" (FAISS's). On ten well-separated blobs one
-    plain k-means++ run merges two blobs in 8-60 % of seeds, one greedy run in 0.5-12 %,
-    three greedy runs in none of 200 (benchmarks/kmeans_merges.py). Duplicate rows are fine:
+    seeding, :func:`kmeanspp_seeds`, over at most SEED_POINTS_PER_CENTROID * k' rows of the
+    sample) or "random" (FAISS's). On ten well-separated blobs (benchmarks/kmeans_merges.py,
+    200 seeds per setting) one FAISS k-means++ run merges two blobs in 5-59 % of seeds,
+    three in 0-18 %, one greedy run in 0-13 %, three greedy runs (the default) in 0-0.5 %
+    (0.2 % of 1,000 seeds in the hardest setting, 0 % with four). Duplicate rows are fine:
     FAISS splits clusters left empty.
     """
     x = _float32_2d(x, "points")
@@ -231,7 +234,16 @@ def kmeans(
             min_points_per_centroid=1,  # small pools are expected; no FAISS warning on stderr
             verbose=False,
         )
-        seeds = kmeanspp_seeds(sample, k, rng) if init == "k-means++" else None
+        seeds = None
+        if init == "k-means++":
+            pool = sample
+            if len(sample) > SEED_POINTS_PER_CENTROID * k:  # a cost bound: O(k^2 x this x d)
+                pick = rng.choice(len(sample), size=SEED_POINTS_PER_CENTROID * k, replace=False)
+                pool = sample[np.sort(pick)]
+            # One BLAS thread: (N, d) x (d, ~7) products gain nothing from threads and lose
+            # ~15x on a busy machine.
+            with threadpool_limits(1, user_api="blas"):
+                seeds = kmeanspp_seeds(pool, k, rng)
         km.train(sample, init_centroids=seeds)
         if best is None or km.obj[-1] < best.obj[-1]:
             best = km
@@ -247,24 +259,26 @@ def kmeanspp_seeds(
     greedy k-means++ (as scikit-learn): each next seed is the best of ``trials`` (default
     2 + ln k) rows drawn with probability proportional to their squared distance to the
     nearest seed so far, best meaning the lowest total squared distance afterwards."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     trials = trials or 2 + int(np.log(k))
-    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x)
     chosen = [int(rng.integers(n))]
     d2 = np.maximum(sq + sq[chosen[0]] - 2.0 * (x @ x[chosen[0]]), 0.0)
     for _ in range(1, k):
-        total = d2.sum()
-        if not total > 0:  # every row sits on a seed (duplicates): any unused row will do
+        cum = np.cumsum(d2, dtype=np.float64)
+        if not cum[-1] > 0:  # every row sits on a seed (duplicates): any unused row will do
             rest = np.setdiff1d(np.arange(n), chosen)
             chosen += rng.choice(rest, size=k - len(chosen), replace=False).tolist()
             break
-        cand = rng.choice(n, size=trials, p=d2 / total)
-        dc = np.maximum(sq[None, :] + sq[cand, None] - 2.0 * (x[cand] @ x.T), 0.0)
-        after = np.minimum(d2[None, :], dc)
-        best = int(after.sum(axis=1).argmin())
+        cand = np.minimum(np.searchsorted(cum, rng.random(trials) * cum[-1], "right"), n - 1)
+        dc = sq[:, None] + sq[cand][None, :] - 2.0 * (x @ x[cand].T)  # (N, trials)
+        np.minimum(dc, d2[:, None], out=dc)
+        np.maximum(dc, 0.0, out=dc)
+        best = int(dc.sum(axis=0, dtype=np.float64).argmin())
         chosen.append(int(cand[best]))
-        d2 = after[best]
-    return np.ascontiguousarray(x[chosen], dtype=np.float32)
+        d2 = dc[:, best].copy()
+    return np.ascontiguousarray(x[chosen])
 
 
 def pick_near_far_random(
