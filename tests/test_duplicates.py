@@ -86,6 +86,19 @@ def test_hash_pairs_by_hand_and_signed_storage_groups_the_same():
         hash_pairs(np.array([1, 2], dtype=np.int32), 1)
 
 
+@pytest.mark.parametrize("distance", range(8))
+def test_hash_pairs_equal_comparing_every_pair(distance):
+    # Up to 5 bits multi-index hashing, above every pair in FAISS: both against numpy.
+    rng = np.random.default_rng(distance)
+    base = rng.integers(0, 2**63, 100, dtype=np.int64).view(np.uint64)
+    flips = np.packbits(rng.random((500, 64)) < 0.04, axis=1).view(">u8")[:, 0]
+    h = np.repeat(base, 5) ^ flips.astype(np.uint64)
+    d = hamming(h[:, None], h[None, :])
+    expected = np.argwhere(np.triu(d <= distance, 1))
+    assert len(expected) > 0
+    assert np.array_equal(hash_pairs(h, distance), expected)
+
+
 def test_embedding_pairs_by_hand():
     a = np.array([[1, 0, 0], [0.99, 0.141, 0], [0, 1, 0], [0, 0, 5], [0, 0.1, 4]], np.float32)
     # cos(0, 1) = 0.99, cos(3, 4) = 0.9997, cos(1, 2) = 0.14
@@ -106,6 +119,12 @@ def test_the_inverted_file_finds_the_same_groups_as_the_exact_search():
     approx = embedding_pairs(x, 0.99, exact_max=100)  # forces IndexIVFFlat
     assert len(exact) == 400 * 10  # every pair inside each group of 5, none across
     assert np.array_equal(exact, approx)
+    # 128-d rows searched in 16 principal components, candidates checked on all 128.
+    wide = np.repeat(rng.standard_normal((400, 128)), 5, axis=0)
+    wide += 0.02 * rng.standard_normal(wide.shape)
+    exact = embedding_pairs(wide, 0.99)
+    assert len(exact) == 400 * 10
+    assert np.array_equal(embedding_pairs(wide, 0.99, exact_max=100, dims=16), exact)
 
 
 def test_onet_embeddings_group_shifted_copies_that_the_hash_misses(face, utk_dir):
