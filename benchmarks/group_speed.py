@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/group_speed.py                  # ~100,000 faces, 2,040 tracks
     .venv/bin/python benchmarks/group_speed.py --tracks 200     # a smaller run
 
+On a shared machine set OMP_WAIT_POLICY=PASSIVE (idle FAISS threads then sleep, not spin).
+
 Synthetic but shaped like TV footage sampled every 30 frames: videos made of shots (a cut
 between shots); in each shot 1-4 people, each a track of ~50 samples (shot length) whose box
 drifts ~0.3 face sizes per sample and whose detection is missed in 5 % of samples (a gap
