@@ -141,11 +141,13 @@ class SelectConfig:
     kmeans_iters: int = 20
     kmeans_points_per_centroid: int = 256  # k-means trains on a sample of k x this; 0: all
     kmeans_init: Literal["k-means++", "random"] = "k-means++"
+    kmeans_redo: int = 3  # k-means runs from different seedings; the lowest objective is kept
     near: float = 0.4
     far: float = 0.4
     random: float = 0.2
     score_batch_size: int = 256  # images per forward pass when the model scores the pool
     uncertainty_chunk: int = 262144  # rows of probabilities per uncertainty chunk
+    max_per_group: int = 1  # faces of one person group (track, near-duplicates) per batch
 
 
 @dataclass(frozen=True)
