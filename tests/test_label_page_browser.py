@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1400,900")  # fmt: skip
+         "--window-size=1280,960")  # fmt: skip
 
 
 def _browser_or_skip() -> None:

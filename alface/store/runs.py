@@ -171,19 +171,17 @@ class Runs:
     def progress(self, annotator: str | None = None) -> LabelProgress:
         """Counts over the distinct items of open batches (review batches left out)."""
         row = self._s.execute(
-            "WITH open_items AS (SELECT b.item_id, MAX(b.annotators) AS need FROM batch_items b"
-            " JOIN batches bt ON bt.id = b.batch_id WHERE bt.closed IS NULL AND bt.kind != 'review'"
-            " GROUP BY b.item_id),"
-            " counted AS (SELECT o.item_id, l.label,"
-            f" (SELECT COUNT(DISTINCT a.label) FROM annotations a WHERE a.item_id = o.item_id"
-            f"  AND a.{CURRENT}) AS n_labels,"
-            f" (SELECT COUNT(*) FROM annotations a WHERE a.item_id = o.item_id AND a.{CURRENT}"
-            "  AND a.annotator = ?) AS n_mine"
-            " FROM open_items o LEFT JOIN labels l ON l.item_id = o.item_id)"
-            " SELECT COUNT(*), COUNT(label), COALESCE(SUM(label = ?), 0),"
-            " COALESCE(SUM(label IS NULL AND n_labels = 1), 0),"
-            " COALESCE(SUM(label IS NULL AND n_labels > 1), 0), COALESCE(SUM(n_mine > 0), 0)"
-            " FROM counted",
+            "WITH open_items AS (SELECT DISTINCT b.item_id FROM batch_items b"
+            " JOIN batches bt ON bt.id = b.batch_id WHERE bt.closed IS NULL AND bt.kind != 'review'),"
+            " ann AS (SELECT a.item_id, COUNT(DISTINCT a.label) AS n_labels,"
+            " SUM(a.annotator = ?) AS n_mine FROM annotations a"
+            f" WHERE a.{CURRENT} AND a.item_id IN (SELECT item_id FROM open_items)"
+            " GROUP BY a.item_id)"
+            " SELECT COUNT(*), COUNT(l.label), COALESCE(SUM(l.label = ?), 0),"
+            " COALESCE(SUM(l.label IS NULL AND n.n_labels = 1), 0),"
+            " COALESCE(SUM(l.label IS NULL AND n.n_labels > 1), 0), COALESCE(SUM(n.n_mine > 0), 0)"
+            " FROM open_items o LEFT JOIN labels l ON l.item_id = o.item_id"
+            " LEFT JOIN ann n ON n.item_id = o.item_id",
             (annotator, UNUSABLE),
         ).fetchone()
         return LabelProgress(*(int(v) for v in row))
