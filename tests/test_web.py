@@ -234,6 +234,11 @@ def test_pictures_only_by_item_id_of_faces_sent_to_people(page, tmp_path):
 
 def test_tokens_for_other_hosts(page, capsys):
     root, ids = page
+    with socket.socket() as busy:  # a port in use: one line, not a traceback
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["label", str(root), "--port", str(busy.getsockname()[1])]) == 2
+        assert "cannot listen on 127.0.0.1 port" in capsys.readouterr().err
     assert main(["label", str(root), "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "--add-annotator" in err and len(err.strip().splitlines()) == 1

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alface.web import auth
-    from alface.web.app import LOCAL_HOSTS, check_host, create_app
+    from alface.web.app import LOCAL_HOSTS, check_host, check_port, create_app
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     with open_workdir(args) as wd:
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"http://{host}:{args.port}/login?token={token}")
             return 0
         check_host(args.host, bool(wd.store.labels.annotator_names(with_token=True)))
+    check_port(args.host, args.port)
     import uvicorn
 
     local = auth.is_loopback(args.host)

@@ -222,6 +222,19 @@ def check_host(host: str, has_tokens: bool) -> None:
         )
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot listen on (in use, not its own)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise WebError(f"cannot listen on {host} port {port}: {e.strerror or e}") from e
+
+
 class _Headers:
     """Security headers on every response, and the CSRF nonce cookie where it was made."""
 
