@@ -37,6 +37,15 @@ class LabelsConfig:
     name: str = "race"
     classes: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
 
+    def __post_init__(self) -> None:
+        from alface.classes import UNUSABLE
+
+        if any(c.strip().casefold() == UNUSABLE for c in self.classes):
+            raise ConfigError(
+                f"labels.classes: {UNUSABLE!r} is an answer of its own (a face that cannot be "
+                "labeled), not a class name; rename that class"
+            )
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -174,6 +183,9 @@ class AnnotateConfig:
     drift_warning: float = 0.25
     guidelines: str | None = None
     sheet_thumb: int = 96
+    show_guess: bool = True  # the labeling page shows the model's guess (select batches)
+    show_guess_pairs: bool = False  # ... also on faces sent to two annotators
+    show_guess_itval: bool = False  # ... also on the iteration-validation set
 
 
 @dataclass(frozen=True)
