@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from alface.annotate import AnnotationError
 from alface.annotate.sheet import Group, contact_sheet
 from alface.config import CONFIG_ROOT, Config
+from alface.fsutil import copy_file, write_file
 from alface.store import Item, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
@@ -163,7 +163,7 @@ def _write_common(
     """label_config.xml, sheet.png (one header per group, with its size) and guidelines.md."""
     groups = [(f"{head} · {len(faces)} faces", faces) for head, faces in groups]
     out = {
-        "label_config.xml": atomic_write(out_dir / "label_config.xml", label_config(cfg).encode()),
+        "label_config.xml": write_file(out_dir / "label_config.xml", label_config(cfg).encode()),
         "sheet.png": write_sheet(out_dir / "sheet.png", groups, cfg),
     }
     if guidelines is not None:
@@ -251,7 +251,7 @@ def write_sheet(path: Path, groups: Sequence[Group], cfg: Config) -> Path:
     """The contact sheet of ``groups`` as a PNG at ``path``."""
     buf = io.BytesIO()
     contact_sheet(groups, thumb=cfg.annotate.sheet_thumb).save(buf, format="PNG")
-    return atomic_write(path, buf.getvalue())
+    return write_file(path, buf.getvalue())
 
 
 def _write_csv(path: Path, columns: Sequence[str], records: Sequence[dict[str, Any]]) -> Path:
@@ -259,24 +259,8 @@ def _write_csv(path: Path, columns: Sequence[str], records: Sequence[dict[str, A
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    return atomic_write(path, buf.getvalue().encode("utf-8"))
+    return write_file(path, buf.getvalue().encode("utf-8"))
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    return atomic_write(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
-
-
-def copy_file(src: Path, dst: Path) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary name."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
-    return dst
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_file(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
