@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from alface.annotate.export import assign_pairs, write_batch
+from alface.annotate.outdir import check_out_dir
 from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
-from alface.select.strategies import PoolExhaustedError
+from alface.select.strategies import PoolExhaustedError, get_strategy
 from alface.store import Scoring
 from alface.workdir import Workdir
 
@@ -112,8 +113,11 @@ def emit(
     iteration_id: int | None = None,
     strategy: str | None = None,
     message: str = "",
+    force: bool = False,
 ) -> WrittenBatch:
-    """Mark a share of ``entries`` for two annotators, record the batch, write its files."""
+    """Mark a share of ``entries`` for two annotators, record the batch, write its files (into
+    a new or empty ``out_dir``, or one ``force`` may replace: alface.annotate.outdir)."""
+    check_out_dir(wd.store, out_dir, force)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     entries = assign_pairs(entries, wd.cfg.annotate.pair_fraction, rng)
     out_dir = Path(out_dir)
@@ -158,8 +162,14 @@ def make_batch(
     round_id: int | None = None,
     iteration_id: int | None = None,
     progress: Any = None,
+    force: bool = False,
 ) -> WrittenBatch:
-    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write."""
+    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write.
+    Everything that can refuse the batch is checked before the pool is scored."""
+    if batch_size < 1:
+        raise BatchError(f"batch size must be >= 1, got {batch_size}")
+    get_strategy(strategy)
+    check_out_dir(wd.store, out_dir, force)
     ids = np.asarray(ids, np.int64)
     if strategy in NO_MODEL_STRATEGIES or not len(ids):
         scores = PoolScores(ids, None, None, None)
@@ -167,4 +177,4 @@ def make_batch(
         scoring = score_free_pool(wd, devices, ids, progress)
         scores = scores_for(ids, wd.root / scoring.path, scoring.model_id)
     entries, message = pick(wd, devices, scores, strategy, batch_size, seed)
-    return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message)
+    return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message, force)

@@ -49,7 +49,10 @@ def load_crop(path: str | Path, size: int) -> np.ndarray:
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise CacheError(f"cannot read crop {path}: {e}") from e
+        raise CacheError(
+            f"cannot read crop {path}: {' '.join(str(e).split())}; `alface check WORKDIR --fix` "
+            "sets aside the items whose crop is gone"
+        ) from e
 
 
 def cache_key(ids: np.ndarray, hashes: np.ndarray, size: int) -> str:

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from alface.config import Config, ConfigError
@@ -227,16 +227,29 @@ def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:
     return out
 
 
-def check_config(cfg: Config) -> Config:
-    """Raise ConfigError naming the first key whose value its rule refuses; returns ``cfg``."""
-    for key, (ok, allowed) in RULES.items():
-        value = value_at(cfg, key)
+def _check(values: Iterable[tuple[str, Any]]) -> None:
+    """Raise ConfigError for the first (key, value) that the key's rule refuses."""
+    for key, value in values:
+        ok, allowed = RULES[key]
         try:
             good = ok(value)
         except (TypeError, ValueError):
             good = False
         if not good:
             raise ConfigError(f"{key}={_show(value)}: must be {allowed}")
+
+
+def check_section(section: Any, name: str) -> None:
+    """Raise ConfigError naming the first key of config section ``name`` (the dataclass
+    ``section``, e.g. a PreprocessConfig) whose value its rule refuses."""
+    prefix = name + "."
+    keys = [k for k in RULES if k.startswith(prefix)]
+    _check((k, value_at(section, k.removeprefix(prefix))) for k in keys)
+
+
+def check_config(cfg: Config) -> Config:
+    """Raise ConfigError naming the first key whose value its rule refuses; returns ``cfg``."""
+    _check((key, value_at(cfg, key)) for key in RULES)
     s = cfg.select
     if not s.near + s.far + s.random > 0:
         raise ConfigError("select.near, select.far and select.random are all 0: one must be > 0")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -295,5 +296,10 @@ def load_model(path: str | Path) -> FaceClassifier:
         raise ModelError(f"no checkpoint at {path}")
     try:
         return FaceClassifier.load_from_checkpoint(path, map_location="cpu")
+    except pickle.UnpicklingError as e:  # torch's safe loader refused what the file holds
+        raise ModelError(
+            f"cannot load checkpoint {path}: it holds objects a safe load refuses (not a "
+            "checkpoint alface wrote?); train again (alface train) or restore it"
+        ) from e
     except (RuntimeError, KeyError, EOFError, ValueError, OSError) as e:
         raise ModelError(f"cannot load checkpoint {path}: {' '.join(str(e).split())[:200]}") from e

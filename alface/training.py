@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import warnings
@@ -257,7 +258,13 @@ def warm_start(model: FaceClassifier, store: Store) -> bool:
     if record is None:
         return False
     path = _model_path(store, record)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
+        raise TrainError(
+            f"train.warm_start: cannot load model {record.id} ({path}): "
+            f"{' '.join(str(e).split())[:120]}; set train.warm_start=false or restore it"
+        ) from e
     prev, cfg = from_dict(ckpt["hyper_parameters"]["cfg"]), model.config
     same = (prev.backbone.name, prev.image_size, prev.labels.classes) == (
         cfg.backbone.name, cfg.image_size, cfg.labels.classes,

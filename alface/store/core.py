@@ -243,9 +243,12 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a value in the meta table."""
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set a value in the meta table (None removes the key)."""
         self.require_transaction()
+        if value is None:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            return
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def dump(self) -> list[str]:
