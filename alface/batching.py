@@ -9,6 +9,7 @@ when its files are complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
 from alface.select.strategies import PoolExhaustedError, get_strategy
-from alface.store import Scoring
+from alface.store import SPLITS, Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -133,21 +134,23 @@ def score_free_pool(
     wd: Workdir, devices: Devices, ids: np.ndarray, progress: Any = None
 ) -> Scoring:
     """Score ``ids`` with the latest model, reusing a complete scoring of that model that
-    covers them; returns the scoring."""
+    covers them; returns the scoring. A new scoring of the model also covers the items of its
+    previous one: it replaces that folder, which an earlier step (the loop's) may still read."""
     from alface.scoring import load_scores, score_pool
 
     model = wd.store.runs.latest_model()
     if model is None:
         raise BatchError("no trained model yet: run `alface train` (or use select.strategy=random)")
     done = wd.store.runs.latest_scoring(model.id)
+    have = np.zeros(0, np.int64)
     if done is not None:
-        try:
-            have = load_scores(wd.root / done.path)[0]
-        except AlfaceError:
-            have = np.zeros(0, np.int64)
+        with contextlib.suppress(AlfaceError):  # a damaged folder: score again
+            have = np.asarray(load_scores(wd.root / done.path)[0])
         if np.isin(ids, have).all():
             return done
-    return score_pool(wd, devices, ids=ids, progress=progress)
+    readable = wd.store.items.ids([s for s in SPLITS if s != "missing"])  # crop still there
+    keep = have[np.isin(have, readable)]
+    return score_pool(wd, devices, ids=np.union1d(ids, keep), progress=progress)
 
 
 def make_batch(

@@ -339,3 +339,42 @@ def test_an_item_whose_crop_was_deleted_can_be_set_aside_and_brought_back(utk_di
     with Workdir.open(root, write=False) as wd:
         counts = wd.store.items.split_counts()
         assert counts["missing"] == 0 and counts["train"] + counts["val"] == 10
+
+
+# -- 2: a command between two loop runs cannot leave the loop unable to resume ------------------
+def _label_open_batches(root: Path, out: Path) -> Path:
+    """A labels CSV answering every open batch from the file names (the truth)."""
+    with Workdir.open(root, write=False) as wd:
+        rows = [
+            [it.crop_path, _truth(Path(it.crop_path))]
+            for b in wd.store.runs.open_batches()
+            for it in wd.store.items.get(wd.store.runs.pending_items(b.id))
+        ]
+    with out.open("w", newline="") as f:
+        csv.writer(f).writerows([["item", "label"], *rows])
+    return out
+
+
+@pytest.mark.slow
+def test_select_on_a_grown_pool_while_the_loop_waits_does_not_wedge_the_loop(utk_dir, tmp_path):
+    root = tmp_path / "wd"
+    extra = ("loop.initial_size=24", "data.itval_size=8", "select.batch_size=8",
+             "data.overfit_size=4", "loop.max_iterations=2", "annotate.pair_fraction=0")  # fmt: skip
+    assert main(["init", str(root), *SETTINGS, *extra]) == 0
+    files = sorted(utk_dir.glob("*.jpg"))[1::30]
+    for name, part in (("pool1", files[:70]), ("pool2", files[70:90])):
+        (tmp_path / name).mkdir()
+        for f in part:
+            shutil.copyfile(f, tmp_path / name / f.name)
+    assert main(["preprocess", str(root), str(tmp_path / "pool1"), "--cropped"]) == 0
+    assert main(["loop", str(root)]) == 0  # the initial batch waits for labels
+    labels = _label_open_batches(root, tmp_path / "l0.csv")
+    assert main(["import-labels", str(root), str(labels), "--annotator", "a"]) == 0
+    assert main(["loop", str(root)]) == 0  # baseline, itval + batch: waits for labels
+    assert main(["preprocess", str(root), str(tmp_path / "pool2"), "--cropped"]) == 0
+    assert main(["select", str(root), "--out", str(tmp_path / "b")]) == 0  # scores again
+    labels = _label_open_batches(root, tmp_path / "l1.csv")
+    assert main(["import-labels", str(root), str(labels), "--annotator", "a"]) == 0
+    assert main(["loop", str(root)]) == 0  # trains and decides with the itval scores
+    with Workdir.open(root, write=False) as wd:
+        assert wd.store.runs.iterations()[0].decision is not None
