@@ -167,7 +167,7 @@ def _write(
     workers: int,
 ) -> None:
     """Write the cache at ``path`` (rows reused from ``old``, the rest decoded), atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, unique=True) as tmp:  # DDP nodes may build it at once
         arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(ids), size, size, 3))
         done = _reuse(arr, ids, hashes, old)
         arr.flush()
@@ -177,7 +177,7 @@ def _write(
             log.info("crop cache: %d crops reused, %d to decode", len(done) - len(todo), len(todo))
         _decode_into(tmp, todo, paths, size, progress, workers)
     # the meta file comes second: a cache counts only when it names the rows of a whole file
-    with atomic_path(_meta_path(path)) as tmp_meta:
+    with atomic_path(_meta_path(path), unique=True) as tmp_meta:
         np.savez(tmp_meta, ids=ids, hashes=hashes, size=np.int64(size))
 
 

@@ -51,19 +51,23 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def temp_name(path: Path) -> Path:
+def temp_name(path: Path, unique: bool = False) -> Path:
     """A hidden temporary name beside ``path`` that keeps its suffix (numpy and matplotlib
-    choose the format by it): ``.NAME.PID.tmp.SUFFIX``."""
+    choose the format by it): ``.NAME.tmp.SUFFIX``. The one process that holds the work dir's
+    lock writes it, so a rerun after a kill writes (and renames) the same name; ``unique``
+    adds the process id, for files other processes may write at the same time."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    pid = f".{os.getpid()}" if unique else ""
+    return path.with_name(f".{path.stem}{pid}.tmp{path.suffix}")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; on leaving the block without an
-    error it is flushed and renamed over ``path``, on an error it is removed."""
+    error it is flushed and renamed over ``path``, on an error it is removed (``unique``: see
+    :func:`temp_name`)."""
     path = Path(path)
-    tmp = temp_name(path)
+    tmp = temp_name(path, unique)
     try:
         yield tmp
         fsync_file(tmp)

@@ -33,6 +33,7 @@ from alface import splits
 from alface.batching import BATCHES_DIR, PoolScores, emit, pick, score_free_pool, scores_for
 from alface.device import Devices
 from alface.errors import AlfaceError
+from alface.failpoints import failpoint
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
 from alface.store import Iteration, LabelBatch, Scoring
@@ -147,6 +148,7 @@ class Loop:
                 raise LoopError(f"unknown loop step {step!r} in the store")
             if self.on_step:
                 self.on_step(step, "start")
+            failpoint(f"loop.{step}")
             result = getattr(self, f"_do_{step}")()
             if result is not None:
                 return result
