@@ -4,9 +4,11 @@ again, ends with the same store as a run never killed, no partial file, and an i
 A command's failpoints (alface.failpoints: around every COMMIT, every file renamed into place,
 every folder swapped in, and a few steps) are listed by running it once with
 ALFACE_FAILPOINT_LOG. Then, for preprocess (faces detected, and crops registered),
-import-labels, train and select, every failpoint is hit in a fresh copy of the work dir (the
-first and the last time it is reached, for points reached more often); the killed copy is run
-again to the end and compared with the reference. The loop, whose full run is longer, is killed
+import-labels, train and select, every hit of every failpoint is a kill in a fresh copy of the
+work dir; the killed copy is run again to the end and compared with the reference (a command
+killed after its last change is compared as it is: a rerun would do its work again). A folder
+replaced in place is killed between its two renames, after a first kill left the folder of an
+unrecorded result behind. The loop, whose full run is longer, is killed
 at the first hit of each of its failpoints in turn on one work dir (each run resumes what the
 killed one left) before the last run completes it. Commands run in a fork server's children,
 which start in a fraction of a second (tests/faults.py).
@@ -133,8 +135,10 @@ def failpoints_of(template: Path, argv: list[str], tmp: Path) -> list[tuple[str,
     return hits
 
 
-def targets(hits: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The first and the last hit of each failpoint."""
+def targets(hits: list[tuple[str, int]], most: int = 40) -> list[tuple[str, int]]:
+    """Every hit; beyond ``most`` hits, the first and the last of each failpoint."""
+    if len(hits) <= most:
+        return hits
     last = Counter(name for name, _ in hits)
     return [(n, k) for n, k in hits if k == 1 or k == last[n]]
 
@@ -234,6 +238,28 @@ def test_train_killed_anywhere_resumes_to_the_same_store(pool, tmp_path):
 def test_select_killed_anywhere_resumes_to_the_same_store(trained, tmp_path):
     argv = ["select", "WD", "--out", "WD/batches/next"]
     assert kill_each(trained, argv, tmp_path) >= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command, first, second",
+    [(["train", "WD"], "commit.before/train:2", "swap.moved_aside/1"),
+     (["select", "WD", "--out", "WD/batches/next"], "commit.before/score", "swap.moved_aside/model1")],
+    ids=["model folder", "scoring folder"],
+)  # fmt: skip
+def test_a_folder_replaced_in_place_survives_a_kill_between_its_renames(
+    command, first, second, pool, trained, tmp_path
+):
+    template = pool if command[0] == "train" else trained
+    reference = Path(shutil.copytree(template, tmp_path / "reference"))
+    assert run_command(_argv(command, reference)) == 0
+    want = snapshot(reference)
+    root = Path(shutil.copytree(template, tmp_path / "killed"))
+    assert run_command(_argv(command, root), ALFACE_FAILPOINT=first) == KILLED
+    assert run_command(_argv(command, root), ALFACE_FAILPOINT=second) == KILLED
+    assert any(p.name.endswith(".old") for p in root.rglob("*"))  # the old one moved aside
+    assert run_command(_argv(command, root)) == 0  # recovers the swap, then runs
+    assert snapshot(root) == want
 
 
 @pytest.mark.slow
