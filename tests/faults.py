@@ -60,6 +60,19 @@ def alface(*args: str, **extra: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``alface ARGS`` run in this process (cheaper than :func:`alface`), its output caught."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from alface.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def _can_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("mount") is not None
 

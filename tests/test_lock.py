@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from faults import alface, hold_lock, read_only_copy, release
+from faults import cli, hold_lock, read_only_copy, release
 from labelstore import dump, make_workdir
 
 from alface import lock
@@ -106,10 +106,10 @@ def test_under_ddp_only_global_rank_zero_takes_the_lock(root, monkeypatch):
 
 def test_status_reads_a_read_only_work_dir(root, tmp_path):
     with read_only_copy(root, tmp_path) as ro:
-        out = alface("status", str(ro), "--json")
+        out = cli("status", str(ro), "--json")
         assert out.returncode == 0, out.stderr
         assert '"items": 6' in out.stdout
-        out = alface("train", str(ro))
+        out = cli("train", str(ro))
         assert out.returncode == 2
         (line,) = out.stderr.strip().splitlines()
         assert "read-only" in line and "status" in line
@@ -122,7 +122,7 @@ def test_status_reads_a_read_only_work_dir_after_a_killed_writer(root, tmp_path)
         wd.store.items.move(wd.store.items.ids("pool")[:2], "train")
     assert (root / "alface.db-wal").stat().st_size > 0
     with read_only_copy(root, tmp_path) as ro:  # copied while the log holds the move
-        out = alface("status", str(ro), "--json")
+        out = cli("status", str(ro), "--json")
         assert out.returncode == 0, out.stderr
         assert '"train": 2' in out.stdout
     wd.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import alface, tmpfs
+from faults import cli, tmpfs
 
 from alface.cli import main
 from alface.config import Config, load_config
@@ -186,7 +186,7 @@ def test_a_non_utf8_crop_name_is_one_reported_file_not_an_aborted_run(photos_dir
 # -- 5: one line and exit 2, not an internal error -----------------------------------------------
 def test_init_on_an_existing_file_is_one_line(tmp_path):
     (tmp_path / "f").write_text("x")
-    out = alface("init", str(tmp_path / "f"))
+    out = cli("init", str(tmp_path / "f"))
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert "is a file, not a folder" in line
@@ -201,7 +201,7 @@ def test_a_damaged_store_is_one_line_for_readers_and_writers(damage, root):
     for f in root.glob("alface.db-*"):
         f.unlink()
     for cmd in (["status"], ["train"]):
-        out = alface(cmd[0], str(root))
+        out = cli(cmd[0], str(root))
         assert out.returncode == 2, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert "alface.db" in line and "restore it from a backup" in line, line
@@ -224,12 +224,12 @@ def test_a_crafted_checkpoint_is_one_line(root, tmp_path, capsys):
 def test_a_full_disk_is_one_line_and_keeps_the_store_whole(tmp_path, utk_dir):
     with tmpfs(tmp_path / "small", "1m") as mnt:
         root = mnt / "wd"
-        assert alface("init", str(root), "preprocess.workers=0").returncode == 0
+        assert cli("init", str(root), "preprocess.workers=0").returncode == 0
         big = tmp_path / "big"
         big.mkdir()
         for f in sorted(utk_dir.glob("*.jpg"))[:400]:  # about 2.5 MB of crops, on 1 MB
             shutil.copyfile(f, big / f.name)
-        out = alface("preprocess", str(root), str(big))
+        out = cli("preprocess", str(root), str(big))
         assert out.returncode == 2, out.stderr[-2000:]
         (line,) = [x for x in out.stderr.splitlines() if "error" in x]
         assert "full" in line and "free some space" in line
