@@ -162,6 +162,8 @@ class Loop:
         return self.store.runs.iteration(self.position()["iteration"])
 
     def _batch_dir(self, kind: str) -> Path:
+        """The loop's own folder for a batch (replaced when a killed run left one; never
+        while its batch is open: alface.annotate.outdir)."""
         name = f"r{self._round_idx()}-i{self._current().idx + 1}-{kind}"
         return self.wd.path(BATCHES_DIR, mkdir=True) / name
 
@@ -224,7 +226,7 @@ class Loop:
         entries = [{"item_id": int(i), "reason": "initial (random)"} for i in picked]
         out = self.wd.path(BATCHES_DIR, mkdir=True) / "initial"
         with self._commit("bootstrap"):
-            emit(self.wd, "initial", entries, out, self.cfg.seed, strategy="random")
+            emit(self.wd, "initial", entries, out, self.cfg.seed, strategy="random", force=True)
             self._goto("wait_initial")
         return None
 
@@ -321,7 +323,7 @@ class Loop:
             # no predictions shown: they would sway the labels of the set that judges the model
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
             emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
-                 pos["round"], pos["iteration"])  # fmt: skip
+                 pos["round"], pos["iteration"], force=True)  # fmt: skip
             self._goto("select")
         return None
 
@@ -335,7 +337,7 @@ class Loop:
         )  # fmt: skip
         with self._commit("select"):
             emit(self.wd, "select", entries, self._batch_dir("select"), seed, pos["round"],
-                 pos["iteration"], strategy, message)  # fmt: skip
+                 pos["iteration"], strategy, message, force=True)  # fmt: skip
             self._goto("wait")
         return None
 
