@@ -9,6 +9,7 @@ when its files are complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from alface.annotate.export import assign_pairs, write_batch
+from alface.annotate.outdir import check_out_dir
 from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
-from alface.select.strategies import PoolExhaustedError
-from alface.store import Scoring
+from alface.select.strategies import PoolExhaustedError, get_strategy
+from alface.store import SPLITS, Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,11 @@ def emit(
     iteration_id: int | None = None,
     strategy: str | None = None,
     message: str = "",
+    force: bool = False,
 ) -> WrittenBatch:
-    """Mark a share of ``entries`` for two annotators, record the batch, write its files."""
+    """Mark a share of ``entries`` for two annotators, record the batch, write its files (into
+    a new or empty ``out_dir``, or one ``force`` may replace: alface.annotate.outdir)."""
+    check_out_dir(wd.store, out_dir, force)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     entries = assign_pairs(entries, wd.cfg.annotate.pair_fraction, rng)
     out_dir = Path(out_dir)
@@ -129,21 +134,23 @@ def score_free_pool(
     wd: Workdir, devices: Devices, ids: np.ndarray, progress: Any = None
 ) -> Scoring:
     """Score ``ids`` with the latest model, reusing a complete scoring of that model that
-    covers them; returns the scoring."""
+    covers them; returns the scoring. A new scoring of the model also covers the items of its
+    previous one: it replaces that folder, which an earlier step (the loop's) may still read."""
     from alface.scoring import load_scores, score_pool
 
     model = wd.store.runs.latest_model()
     if model is None:
         raise BatchError("no trained model yet: run `alface train` (or use select.strategy=random)")
     done = wd.store.runs.latest_scoring(model.id)
+    have = np.zeros(0, np.int64)
     if done is not None:
-        try:
-            have = load_scores(wd.root / done.path)[0]
-        except AlfaceError:
-            have = np.zeros(0, np.int64)
+        with contextlib.suppress(AlfaceError):  # a damaged folder: score again
+            have = np.asarray(load_scores(wd.root / done.path)[0])
         if np.isin(ids, have).all():
             return done
-    return score_pool(wd, devices, ids=ids, progress=progress)
+    readable = wd.store.items.ids([s for s in SPLITS if s != "missing"])  # crop still there
+    keep = have[np.isin(have, readable)]
+    return score_pool(wd, devices, ids=np.union1d(ids, keep), progress=progress)
 
 
 def make_batch(
@@ -158,8 +165,14 @@ def make_batch(
     round_id: int | None = None,
     iteration_id: int | None = None,
     progress: Any = None,
+    force: bool = False,
 ) -> WrittenBatch:
-    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write."""
+    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write.
+    Everything that can refuse the batch is checked before the pool is scored."""
+    if batch_size < 1:
+        raise BatchError(f"batch size must be >= 1, got {batch_size}")
+    get_strategy(strategy)
+    check_out_dir(wd.store, out_dir, force)
     ids = np.asarray(ids, np.int64)
     if strategy in NO_MODEL_STRATEGIES or not len(ids):
         scores = PoolScores(ids, None, None, None)
@@ -167,4 +180,4 @@ def make_batch(
         scoring = score_free_pool(wd, devices, ids, progress)
         scores = scores_for(ids, wd.root / scoring.path, scoring.model_id)
     entries, message = pick(wd, devices, scores, strategy, batch_size, seed)
-    return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message)
+    return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message, force)

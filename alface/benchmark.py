@@ -37,6 +37,7 @@ from alface.data import CropDataset, collate_batch
 from alface.datasets import LabeledFolder, initial_labeled, load_dataset, split_test
 from alface.device import Devices
 from alface.errors import AlfaceError
+from alface.fsutil import write_file
 from alface.metrics import probs_metrics
 from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
@@ -309,10 +310,7 @@ def write_benchmark(
                                      targets=targets, title=title)  # fmt: skip
     data = result.to_dict() | ({"command": command} if command else {})
     path = write_json(data, out / "benchmark.json")
-    md = out / "summary.md"
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(summary_text(result, command), encoding="utf-8")
-    tmp.replace(md)
+    md = write_file(out / "summary.md", summary_text(result, command))
     return {"json": path, "png": png, "summary": md}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 
 from alface.errors import AlfaceError
 from alface.faces.images import to_rgb, upright
+from alface.fsutil import atomic_path
 from alface.progress import ProgressFn
 from alface.store import Store
 
@@ -49,7 +49,10 @@ def load_crop(path: str | Path, size: int) -> np.ndarray:
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise CacheError(f"cannot read crop {path}: {e}") from e
+        raise CacheError(
+            f"cannot read crop {path}: {' '.join(str(e).split())}; `alface check WORKDIR --fix` "
+            "sets aside the items whose crop is gone"
+        ) from e
 
 
 def cache_key(ids: np.ndarray, hashes: np.ndarray, size: int) -> str:
@@ -164,9 +167,7 @@ def _write(
     workers: int,
 ) -> None:
     """Write the cache at ``path`` (rows reused from ``old``, the rest decoded), atomically."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    tmp_meta = path.with_name(f"{path.stem}.{os.getpid()}.tmp.meta.npz")
-    try:
+    with atomic_path(path, unique=True) as tmp:  # DDP nodes may build it at once
         arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(ids), size, size, 3))
         done = _reuse(arr, ids, hashes, old)
         arr.flush()
@@ -175,12 +176,9 @@ def _write(
         if len(done) - len(todo):
             log.info("crop cache: %d crops reused, %d to decode", len(done) - len(todo), len(todo))
         _decode_into(tmp, todo, paths, size, progress, workers)
+    # the meta file comes second: a cache counts only when it names the rows of a whole file
+    with atomic_path(_meta_path(path), unique=True) as tmp_meta:
         np.savez(tmp_meta, ids=ids, hashes=hashes, size=np.int64(size))
-        os.replace(tmp, path)
-        os.replace(tmp_meta, _meta_path(path))
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp_meta.unlink(missing_ok=True)
 
 
 def _reuse(
@@ -248,7 +246,7 @@ def _newest(folder: Path, size: int, exclude: Path) -> CropCache | None:
 
 def _metas(folder: Path, size: int) -> list[Path]:
     """Meta files of ``size`` caches, newest first (temporary files left out)."""
-    found = [p for p in folder.glob(f"crops_{size}px_*.meta.npz") if ".tmp" not in p.name]
+    found = list(folder.glob(f"crops_{size}px_*.meta.npz"))  # temporaries are hidden (.name)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 

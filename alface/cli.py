@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from alface import __version__
 from alface.commands.common import OVERRIDE
 from alface.device import FAISS_MISSING
-from alface.errors import AlfaceError
+from alface.errors import AlfaceError, one_line, os_error_line
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
@@ -34,6 +34,7 @@ COMMANDS = {
     "status": "alface.commands.status",
     "review": "alface.commands.review",
     "label": "alface.commands.label",
+    "check": "alface.commands.check",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
 }
@@ -83,16 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (`select WD --out DIR k=v`), where argparse
-    # has already closed the positional list
-    if extra and hasattr(args, "overrides") and all(OVERRIDE.match(x) for x in extra):
-        args.overrides = [*(args.overrides or []), *extra]
+    # has already closed the positional list; preprocess takes them among its inputs
+    where = next((a for a in ("overrides", "inputs") if hasattr(args, a)), None)
+    if extra and where and all(OVERRIDE.match(x) for x in extra):
+        setattr(args, where, [*(getattr(args, where) or []), *extra])
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose, args.quiet)
     try:
         return int(args._run(args) or 0)
     except AlfaceError as e:
-        print(f"alface {args.command}: error: {e}", file=sys.stderr)
+        print(f"alface {args.command}: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if (line := os_error_line(e)) is None:
+            return _internal(args.command, e)
+        print(f"alface {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alface {args.command}: interrupted", file=sys.stderr)
@@ -101,14 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, ModuleNotFoundError) and e.name == "faiss":  # select, loop, demo ...
             print(f"alface {args.command}: error: {FAISS_MISSING}", file=sys.stderr)
             return 2
-        if os.environ.get("ALFACE_DEBUG"):
-            raise
-        print(
-            f"alface {args.command}: internal error: {type(e).__name__}: {e} "
-            "(set ALFACE_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal(args.command, e)
+
+
+def _internal(command: str, e: BaseException) -> int:
+    """One line for a failure alface does not know; exit code 1 (a bug to report)."""
+    if os.environ.get("ALFACE_DEBUG"):
+        raise e
+    print(
+        f"alface {command}: internal error: {type(e).__name__}: {one_line(str(e))} "
+        "(set ALFACE_DEBUG=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -289,11 +289,37 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from e
+        _check_override_path(data, key, value)
         nested: Any = value
         for part in reversed(key.split(".")):
             nested = {part: nested}
         data = _resolve_backbone(merge(data, nested))
     return data
+
+
+def _check_override_path(data: dict[str, Any], key: str, value: Any) -> None:
+    """Refuse an override that would replace a whole section (``train=5``) or reach into a
+    value as if it were a section (``seed.x=1``): merged, they silently reset or drop keys."""
+    node: Any = data
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"override {key}: {'.'.join(parts[:depth])} is a value, not a section"
+            )
+        if part not in node:
+            return  # an unknown key: the config's own check names the valid ones
+        node = node[part]
+        last = depth == len(parts) - 1
+        if last and isinstance(node, dict) and not isinstance(value, dict):
+            if where == "backbone" and isinstance(value, str):
+                return  # backbone=NAME picks configs/backbone/NAME.yaml
+            keys = ", ".join(node)
+            raise ConfigError(
+                f"override {key}={value!r}: {where} is a section; set its keys ({where}.KEY=VALUE; "
+                f"keys: {keys})"
+            )
 
 
 def to_dict(cfg: Any) -> Any:
@@ -306,15 +332,18 @@ def to_dict(cfg: Any) -> Any:
 
 
 def dump_config(cfg: Config, path: Path) -> None:
-    """Write the resolved config to ``path`` (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    """Write the resolved config to ``path`` (crash-safely: alface.fsutil)."""
+    from alface.fsutil import write_file
+
+    write_file(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """A Config from a plain mapping; ``backbone: NAME`` is looked up in configs/backbone/."""
-    return _build(Config, _resolve_backbone(data), "")
+    """A Config from a plain mapping; ``backbone: NAME`` is looked up in configs/backbone/.
+    Every value is checked against its rule (alface.config_rules)."""
+    from alface.config_rules import check_config
+
+    return check_config(_build(Config, _resolve_backbone(data), ""))
 
 
 def _resolve_backbone(data: dict[str, Any]) -> dict[str, Any]:

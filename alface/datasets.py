@@ -24,6 +24,7 @@ from PIL import Image
 from alface.classes import canonical_label
 from alface.config import DatasetConfig
 from alface.errors import AlfaceError
+from alface.fsutil import atomic_path, write_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 UTK_RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's race codes 0..4
@@ -256,10 +257,7 @@ def write_labels_csv(folder: LabeledFolder, path: Path, relative: bool = False) 
     for p, label in zip(folder.paths, folder.labels, strict=True):
         ref = os.path.relpath(p, path.parent.absolute()) if relative else str(Path(p).absolute())
         writer.writerow([Path(ref).as_posix(), str(label)])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_file(path, buf.getvalue())
 
 
 def _absolute(path: str, base: Path) -> Path:
@@ -340,11 +338,9 @@ def _write_folder(
     paths = []
     for i, image in enumerate(images):
         path = out_dir / "images" / f"{prefix}_{i:04d}.png"
-        tmp = path.with_name(path.name + ".tmp")
-        Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR).convert("RGB").save(
-            tmp, format="PNG"
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            small = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)
+            small.convert("RGB").save(tmp, format="PNG")
         paths.append(path.absolute())
     folder = LabeledFolder(out_dir.absolute(), tuple(paths), np.array(labels, dtype=str), classes)
     write_labels_csv(folder, csv_path, relative=True)

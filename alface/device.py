@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -173,10 +174,11 @@ def is_global_zero() -> bool:
 
     Inside a process group torch knows; before one starts, the launchers' variables tell.
     """
-    import torch.distributed as dist
+    if "torch" in sys.modules:  # a process group needs torch: no need to import it otherwise
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
     return all(int(os.environ.get(k) or 0) == 0 for k in _RANK_VARS)
 
 

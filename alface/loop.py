@@ -33,6 +33,7 @@ from alface import splits
 from alface.batching import BATCHES_DIR, PoolScores, emit, pick, score_free_pool, scores_for
 from alface.device import Devices
 from alface.errors import AlfaceError
+from alface.failpoints import failpoint
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
 from alface.store import Iteration, LabelBatch, Scoring
@@ -147,6 +148,7 @@ class Loop:
                 raise LoopError(f"unknown loop step {step!r} in the store")
             if self.on_step:
                 self.on_step(step, "start")
+            failpoint(f"loop.{step}")
             result = getattr(self, f"_do_{step}")()
             if result is not None:
                 return result
@@ -160,6 +162,8 @@ class Loop:
         return self.store.runs.iteration(self.position()["iteration"])
 
     def _batch_dir(self, kind: str) -> Path:
+        """The loop's own folder for a batch (replaced when a killed run left one; never
+        while its batch is open: alface.annotate.outdir)."""
         name = f"r{self._round_idx()}-i{self._current().idx + 1}-{kind}"
         return self.wd.path(BATCHES_DIR, mkdir=True) / name
 
@@ -225,7 +229,7 @@ class Loop:
         entries = [{"item_id": int(i), "reason": "initial (random)"} for i in picked]
         out = self.wd.path(BATCHES_DIR, mkdir=True) / "initial"
         with self._commit("bootstrap"):
-            emit(self.wd, "initial", entries, out, self.cfg.seed, strategy="random")
+            emit(self.wd, "initial", entries, out, self.cfg.seed, strategy="random", force=True)
             self._goto("wait_initial")
         return None
 
@@ -322,7 +326,7 @@ class Loop:
             # no predictions shown: they would sway the labels of the set that judges the model
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
             emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
-                 pos["round"], pos["iteration"])  # fmt: skip
+                 pos["round"], pos["iteration"], force=True)  # fmt: skip
             self._goto("select")
         return None
 
@@ -336,7 +340,7 @@ class Loop:
         )  # fmt: skip
         with self._commit("select"):
             emit(self.wd, "select", entries, self._batch_dir("select"), seed, pos["round"],
-                 pos["iteration"], strategy, message)  # fmt: skip
+                 pos["iteration"], strategy, message, force=True)  # fmt: skip
             self._goto("wait")
         return None
 

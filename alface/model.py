@@ -354,7 +354,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"no checkpoint at {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as e:
+    except pickle.UnpicklingError as e:  # torch's safe loader refused what the file holds
+        raise ModelError(
+            f"cannot load checkpoint {path}: it holds objects a safe load refuses (not a "
+            "checkpoint alface wrote?); train again (alface train) or restore it"
+        ) from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise ModelError(f"cannot load checkpoint {path}: {' '.join(str(e).split())[:200]}") from e
     if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ModelError(f"{path} is not an alface model checkpoint (no hyper-parameters)")

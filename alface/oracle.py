@@ -62,6 +62,8 @@ class Oracle:
             rows = read_label_rows(path)
         except AlfaceError as e:
             raise OracleError(str(e)) from e
+        if not rows:
+            raise OracleError(f"{path}: no labels in it (expected rows of path,label)")
         labels: dict[str, str] = {}
         for row, ref, label in rows:
             if labels.setdefault(ref, label) != label:

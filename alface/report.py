@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from alface.curves import BASELINE, Curve, target_key
 from alface.errors import AlfaceError
+from alface.fsutil import atomic_path, write_file
 
 DPI = 110
 REPORT_KEYS = ("labels_used", "metrics", "balance", "decision")
@@ -54,10 +55,7 @@ def write_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON (numpy types converted), atomically."""
     path = Path(path)
     text = json.dumps(to_jsonable(obj), indent=1, ensure_ascii=False, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_file(path, text + "\n")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -68,9 +66,8 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=DPI)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 

@@ -7,7 +7,8 @@ batch at a time. Under DDP each rank scores its shard (Lightning's unpadded pred
 and appends its rows to its own part files; global rank 0 then copies them to the rows of their
 ids, so the files are the same bytes as a one-process run's, whatever the shards, and no two
 processes write one file (safe on NFS). The folder is built as NAME.partial and renamed when
-every row is written: a killed run leaves no half-written scores under the final name.
+every row is written (alface.fsutil.replace_dir): a killed run leaves no half-written scores
+under the final name.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from alface.device import Devices, RankDone, is_global_zero
 from alface.errors import AlfaceError
+from alface.fsutil import PARTIAL, partial_dir, replace_dir
 from alface.model import FaceClassifier
 from alface.progress import ProgressFn
 from alface.store import Scoring
@@ -209,9 +211,9 @@ def write_scores(
 ) -> Path:
     """Score every item of ``loader`` (exactly the items ``ids``) into ``folder``; returns it."""
     folder = Path(folder)
-    partial = folder.with_name(folder.name + ".partial")
+    partial = folder.with_name(folder.name + PARTIAL)
     if is_global_zero():  # under DDP the other ranks run this too
-        shutil.rmtree(partial, ignore_errors=True)
+        partial_dir(folder)
     writer = ScoreWriter(partial, ids, len(model.classes), model.embedding_dim, progress)
     trainer = inference_trainer(trainer_kwargs, [writer])
     try:
@@ -221,19 +223,9 @@ def write_scores(
             shutil.rmtree(partial, ignore_errors=True)
         raise
     if trainer.is_global_zero:
-        _replace_dir(partial, folder)
+        replace_dir(partial, folder)
     trainer.strategy.barrier("score-rename")
     return folder
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename folder ``src`` to ``dst``, replacing an existing ``dst``."""
-    old = dst.with_name(dst.name + ".old")
-    if dst.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def embed(

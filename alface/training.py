@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -38,10 +37,18 @@ from torch.utils.data import DataLoader
 
 from alface import probe
 from alface.config import Config, dump_config
+from alface.config_rules import MONITORS
 from alface.data import ActiveDataModule
 from alface.device import Devices, RankDone, is_global_zero, start_ranks
 from alface.errors import AlfaceError
-from alface.model import FaceClassifier, build_model, checkpoint_hparams, read_checkpoint
+from alface.fsutil import PARTIAL, partial_dir, replace_dir, write_file
+from alface.model import (
+    FaceClassifier,
+    ModelError,
+    build_model,
+    checkpoint_hparams,
+    read_checkpoint,
+)
 from alface.progress import ProgressFn
 from alface.scoring import inference_trainer
 from alface.splits import promote_labeled
@@ -52,7 +59,6 @@ log = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
 CKPT_NAME = "model.ckpt"
-MONITORS = ("val/macro_f1", "val/acc", "val/loss")
 # Lightning warnings that do not apply here: loaders read a memory-mapped cache (few workers
 # are fine), a frozen backbone is in eval mode on purpose, no labeled-val yet, torch deprecation.
 _QUIET = (
@@ -92,14 +98,20 @@ def train(
     check_monitor(cfg.train.monitor)
     tk = devices.trainer
     barrier = start_ranks(tk)  # under DDP every rank runs train(); only rank 0 writes
+    refused: TrainError | None = None
     if is_global_zero():
-        with store.transaction("train"):
-            promote_labeled(
-                store, cfg.data.val_fraction, _round_of(store, iteration_id), iteration_id
-            )
+        try:
+            with store.transaction("train"):  # undone when there is nothing to train on
+                promote_labeled(
+                    store, cfg.data.val_fraction, _round_of(store, iteration_id), iteration_id
+                )
+                check_trainable(store, cfg.data.val_fraction)
+        except TrainError as e:
+            refused = e
     barrier()
-    if not store.labels.resolved(store.items.ids("train")):
-        raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
+    if refused is not None:
+        raise refused
+    check_trainable(store, cfg.data.val_fraction)
     dm = ActiveDataModule(wd.root, cfg, pin_memory=devices.pin_memory)
     dm.prepare_data()
     dm.setup("fit")
@@ -124,6 +136,19 @@ def train(
         model_id = store.runs.add_model(rel, cfg.backbone.name, n_labeled, metrics, iteration_id)
     log.info("model %d: %s (%d labeled, %d epochs)", model_id, rel, n_labeled, epochs)
     return TrainResult(model_id, path, cfg.backbone.name, n_labeled, metrics, epochs, bool(warm))
+
+
+def check_trainable(store: Store, val_fraction: float) -> None:
+    """Raise TrainError, saying why, unless labeled-train holds a labeled face."""
+    if store.labels.resolved(store.items.ids("train")):
+        return
+    n_val = len(store.labels.resolved(store.items.ids("val")))
+    if n_val:
+        raise TrainError(
+            f"no labeled faces in train: all {n_val} labeled face(s) went to labeled-val "
+            f"(data.val_fraction={val_fraction}); label more faces, or lower data.val_fraction"
+        )
+    raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
 
 
 def image_loaders(dm: ActiveDataModule) -> Loaders:
@@ -237,7 +262,14 @@ def warm_start(model: FaceClassifier, store: Store) -> bool:
     record = store.runs.latest_model()
     if record is None:
         return False
-    ckpt = read_checkpoint(_model_path(store, record))
+    path = _model_path(store, record)
+    try:
+        ckpt = read_checkpoint(path)
+    except ModelError as e:
+        raise TrainError(
+            f"train.warm_start: cannot load model {record.id} ({path}): {e}; set "
+            "train.warm_start=false or restore it"
+        ) from e
     prev = checkpoint_hparams(ckpt)
     same = (prev["backbone"]["name"], prev["backbone"]["image_size"], list(prev["classes"])) == (
         model.backbone_name, model.image_size, model.classes,
@@ -286,23 +318,18 @@ def _start_run_dir(wd: Workdir) -> Path:
     rank 0; the other DDP ranks only get its path)."""
     last = wd.store.runs.latest_model()
     n = (last.id if last is not None else 0) + 1
-    run_dir = wd.path(MODELS_DIR, mkdir=True) / f"{n}.partial"
+    final = wd.path(MODELS_DIR, mkdir=True) / str(n)
     if is_global_zero():
-        shutil.rmtree(run_dir, ignore_errors=True)  # left by a killed run
-        run_dir.mkdir()
-    return run_dir
+        return partial_dir(final)  # emptied: a killed run may have left one
+    return final.with_name(final.name + PARTIAL)
 
 
 def _finish_run_dir(run_dir: Path, best: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """Complete ``run_dir`` (checkpoint, config, metrics) and rename it; returns the checkpoint."""
-    os.replace(best, run_dir / CKPT_NAME)
+    shutil.move(best, run_dir / CKPT_NAME)  # inside the folder being built
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     dump_config(cfg, run_dir / "config.yaml")
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    tmp.replace(run_dir / "metrics.json")
-    final = run_dir.with_name(run_dir.name.removesuffix(".partial"))
-    if final.exists():  # a run killed after its rename but before the store recorded it
-        shutil.rmtree(final)
-    run_dir.rename(final)
+    write_file(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    # a folder of this name is left by a run killed after its rename, before the store took it
+    final = replace_dir(run_dir, run_dir.with_name(run_dir.name.removesuffix(PARTIAL)))
     return final / CKPT_NAME

@@ -14,7 +14,7 @@ from alface.benchmark import (
     write_benchmark,
 )
 from alface.cli import main
-from alface.config import load_config
+from alface.config import ConfigError, load_config
 from alface.datasets import split_test
 from alface.device import cpu_devices
 from alface.model import build_model
@@ -56,8 +56,8 @@ def test_strategy_specs_and_config_are_checked(tmp_path):
         parse_strategy("uncertainty:max")
     with pytest.raises(BenchmarkError, match="include random"):
         check_benchmark(small_cfg(tmp_path, "benchmark.strategies=[entropy]"))
-    with pytest.raises(BenchmarkError, match="benchmark.metric"):
-        check_benchmark(small_cfg(tmp_path, "benchmark.metric=loss"))
+    with pytest.raises(ConfigError, match="benchmark.metric"):  # refused with the config
+        small_cfg(tmp_path, "benchmark.metric=loss")
     with pytest.raises(BenchmarkError, match="linear_probe"):
         check_benchmark(small_cfg(tmp_path, "train.mode=finetune"))
 

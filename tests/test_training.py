@@ -17,7 +17,7 @@ from labelstore import dump, make_workdir
 from alface import probe, splits
 from alface.backbones import backbone_spec
 from alface.cli import main
-from alface.config import Config, load_config, to_dict
+from alface.config import Config, ConfigError, load_config, to_dict
 from alface.device import cpu_devices
 from alface.model import build_model, load_model
 from alface.scoring import load_scores, score_pool
@@ -209,8 +209,8 @@ def test_no_labels_is_one_clear_error_and_changes_nothing(tmp_path):
     before = dump(wd.store)
     with pytest.raises(TrainError, match="no labeled faces"):
         train(wd, CPU)
-    with pytest.raises(TrainError, match="val/macro_f1, val/acc, val/loss"):
-        train(Workdir(wd.root, wd.cfg.replace("train.monitor=acc"), wd.store), CPU)
+    with pytest.raises(ConfigError, match="val/macro_f1, val/acc, val/loss"):
+        wd.cfg.replace("train.monitor=acc")  # refused before any command runs
     assert dump(wd.store) == before and not (tmp_path / "wd" / "models").exists()
     wd.close()
 

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +23,11 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from alface.annotate import AnnotationError
+from alface.annotate.cells import escape_cell
+from alface.annotate.outdir import write_whole
 from alface.annotate.sheet import Group, contact_sheet
 from alface.config import CONFIG_ROOT, Config
+from alface.fsutil import copy_file, write_file
 from alface.store import Item, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
@@ -68,8 +70,6 @@ def write_batch(
     probabilities, for the prediction's confidence) and annotators (1 or 2).
     """
     guidelines = guidelines_path(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.items.get([int(e["item_id"]) for e in entries])
     score_name = cfg.select.uncertainty
     columns = tuple(score_name if c == "entropy" else c for c in BATCH_COLUMNS)
@@ -82,15 +82,20 @@ def write_batch(
         for n, (e, row) in enumerate(zip(entries, rows, strict=True), start=1)
     ]
     paired = [i for i, r in enumerate(records) if r["annotators"] == 2]
-    out = {
-        "batch.csv": _write_csv(out_dir / "batch.csv", columns, records),
-        "tasks.json": _write_json(out_dir / "tasks.json", tasks),
-    }
-    if paired:
-        out["pairs.csv"] = _write_csv(out_dir / "pairs.csv", columns, [records[i] for i in paired])
-        out["pairs.json"] = _write_json(out_dir / "pairs.json", [tasks[i] for i in paired])
     sheet = _cluster_groups(store, records, rows)
-    return out | _write_common(out_dir, cfg, sheet, guidelines)
+
+    def write(folder: Path) -> dict[str, Path]:
+        out = {
+            "batch.csv": _write_csv(folder / "batch.csv", columns, records),
+            "tasks.json": _write_json(folder / "tasks.json", tasks),
+        }
+        if paired:
+            pairs = [records[i] for i in paired]
+            out["pairs.csv"] = _write_csv(folder / "pairs.csv", columns, pairs)
+            out["pairs.json"] = _write_json(folder / "pairs.json", [tasks[i] for i in paired])
+        return out | _write_common(folder, cfg, sheet, guidelines)
+
+    return write_whole(out_dir, write, store.root, {"batch": int(batch_id)})
 
 
 def _cluster_groups(
@@ -125,12 +130,11 @@ def write_review(
     image_root_url: str | None = None,
 ) -> dict[str, Path]:
     """Write the review queue (or ``item_ids``) into ``out_dir``: review.csv (each item's
-    current labels, a label column for the reviewer, kind=review), review_tasks.json with
-    each annotator's label as a prediction, sheet.png grouped by the labels in conflict."""
+    current labels, a label column for the reviewer, kind=review), review_tasks.json whose
+    label config shows every annotator's label (none pre-filled: a pre-annotation would show
+    one of them only, and sway the reviewer), sheet.png grouped by the labels in conflict."""
     guidelines = guidelines_path(cfg)
     ids = list(store.labels.review_queue() if item_ids is None else item_ids)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     by_item: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for a in store.labels.annotations(ids):
         if a.kind != "review":
@@ -146,24 +150,33 @@ def write_review(
         })  # fmt: skip
         data = {"image": image_url(store, row, image_root_url), "item": row.uid, "n": n,
                 "kind": "review", "labels": shown}  # fmt: skip
-        tasks.append({"data": data, "predictions": [_prediction(lab, who) for who, lab in labels]})
+        tasks.append({"data": data})
         groups[" vs ".join(sorted({lab for _, lab in labels}))].append(
             (row.crop_file(store.root), str(n))
         )
-    out = {
-        "review.csv": _write_csv(out_dir / "review.csv", REVIEW_COLUMNS, records),
-        "review_tasks.json": _write_json(out_dir / "review_tasks.json", tasks),
-    }
-    return out | _write_common(out_dir, cfg, sorted(groups.items()), guidelines)
+
+    def write(folder: Path) -> dict[str, Path]:
+        out = {
+            "review.csv": _write_csv(folder / "review.csv", REVIEW_COLUMNS, records),
+            "review_tasks.json": _write_json(folder / "review_tasks.json", tasks),
+        }
+        return out | _write_common(folder, cfg, sorted(groups.items()), guidelines, review=True)
+
+    return write_whole(out_dir, write, store.root)
 
 
 def _write_common(
-    out_dir: Path, cfg: Config, groups: Sequence[Group], guidelines: Path | None
+    out_dir: Path,
+    cfg: Config,
+    groups: Sequence[Group],
+    guidelines: Path | None,
+    review: bool = False,
 ) -> dict[str, Path]:
     """label_config.xml, sheet.png (one header per group, with its size) and guidelines.md."""
     groups = [(f"{head} · {len(faces)} faces", faces) for head, faces in groups]
+    config = label_config(cfg, review)
     out = {
-        "label_config.xml": atomic_write(out_dir / "label_config.xml", label_config(cfg).encode()),
+        "label_config.xml": write_file(out_dir / "label_config.xml", config),
         "sheet.png": write_sheet(out_dir / "sheet.png", groups, cfg),
     }
     if guidelines is not None:
@@ -208,12 +221,15 @@ def _prediction(label: str, model_version: str, score: float | None = None) -> d
     return pred
 
 
-def label_config(cfg: Config) -> str:
-    """A Label Studio labeling config: the face and one required choice among the classes."""
+def label_config(cfg: Config, review: bool = False) -> str:
+    """A Label Studio labeling config: the face and one required choice among the classes;
+    for a review, the annotators' labels (task field ``labels``) above the choice."""
     choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in cfg.labels.classes)
+    shown = '  <Header value="Labels so far: $labels"/>\n' if review else ""
     return (
         "<View>\n"
         f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
+        f"{shown}"
         f"  <Header value={quoteattr(cfg.labels.name + ':')}/>\n"
         f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true"'
         ' required="true">\n'
@@ -251,32 +267,16 @@ def write_sheet(path: Path, groups: Sequence[Group], cfg: Config) -> Path:
     """The contact sheet of ``groups`` as a PNG at ``path``."""
     buf = io.BytesIO()
     contact_sheet(groups, thumb=cfg.annotate.sheet_thumb).save(buf, format="PNG")
-    return atomic_write(path, buf.getvalue())
+    return write_file(path, buf.getvalue())
 
 
 def _write_csv(path: Path, columns: Sequence[str], records: Sequence[dict[str, Any]]) -> Path:
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
-    return atomic_write(path, buf.getvalue().encode("utf-8"))
+    writer.writerows({k: escape_cell(v) for k, v in r.items()} for r in records)  # no formulas
+    return write_file(path, buf.getvalue().encode("utf-8"))
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    return atomic_write(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
-
-
-def copy_file(src: Path, dst: Path) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary name."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
-    return dst
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_file(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())

@@ -49,6 +49,12 @@ def import_labels(
     if (earlier := store.labels.session_by_key(session.key)) is not None:
         return LabelReport(str(path), fmt, n_rows=earlier.n_rows, duplicate=True)
     rows, problems = _read(text, fmt, path, annotator)
+    if not problems and not any(r.label.strip() for r in rows):
+        unit = "task(s)" if fmt == "label-studio" else "row(s)"
+        raise AnnotationError(
+            f"{path}: no labels in it ({len(rows)} {unit}, none labeled): fill the label column "
+            "(or label the tasks in Label Studio and export again), then import it"
+        )
     return record_labels(
         store, rows, session, classes, skip_bad=skip_bad, bases=[path.parent], problems=problems
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from alface.annotate import AnnotationError
+from alface.annotate.cells import unescape_cell
 from alface.annotate.record import LabelRow, RowProblem
 from alface.classes import UNUSABLE
 
@@ -38,8 +40,15 @@ def decode(raw: bytes) -> str:
 
 
 def detect_format(text: str) -> str:
-    """'label-studio' when the text is JSON (starts with [ or {), else 'csv'."""
-    return "label-studio" if text.lstrip()[:1] in ("[", "{") else "csv"
+    """'label-studio' when the text is JSON (a list or object, or any other JSON value: a
+    wrong export, which the JSON reader then names), else 'csv'."""
+    if text.lstrip()[:1] in ("[", "{"):
+        return "label-studio"
+    try:
+        json.loads(text)
+    except ValueError:
+        return "csv"
+    return "label-studio"
 
 
 def read_csv(text: str) -> tuple[list[LabelRow], list[RowProblem], bool]:
@@ -66,7 +75,9 @@ def read_csv(text: str) -> tuple[list[LabelRow], list[RowProblem], bool]:
         for row_no, record in enumerate(reader, start=2):
             if not any(v.strip() for v in record):
                 continue
-            cells = {name: record[i].strip() for name, i in col.items() if i < len(record)}
+            cells = {
+                name: unescape_cell(record[i].strip()) for name, i in col.items() if i < len(record)
+            }
             if len(record) != len(header):
                 problems.append(
                     RowProblem(row_no, cells.get(item_col, ""), f"expected {len(header)} "
@@ -93,8 +104,14 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number",
+               float: "a number", bool: "true/false", type(None): "null"}  # fmt: skip
+_JSON_MIN_KEYS = ("label", "annotator", "annotation_id")  # what a JSON-MIN row has, not a task
+
+
 def read_label_studio(text: str) -> tuple[list[LabelRow], list[RowProblem], int]:
-    """Rows of a Label Studio JSON export (one per submitted annotation with a choice).
+    """Rows of a Label Studio export: JSON (one row per submitted annotation with a choice) or
+    JSON-MIN (one flat row per annotation: the task's fields, ``label``, ``annotator``).
 
     Returns rows, problems and the number of tasks. A cancelled (skipped) annotation answers
     ``unusable``; a task without any label gives one blank row.
@@ -106,14 +123,26 @@ def read_label_studio(text: str) -> tuple[list[LabelRow], list[RowProblem], int]
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise AnnotationError("expected a Label Studio JSON export: a list of tasks")
+        raise AnnotationError(
+            f"expected a Label Studio JSON export (a list of tasks), got "
+            f"{_JSON_TYPES.get(type(data), type(data).__name__)}"
+        )
+    if not data:
+        raise AnnotationError("the export holds no tasks: export the project after labeling")
     rows: list[LabelRow] = []
     problems: list[RowProblem] = []
     for number, task in enumerate(data, start=1):
+        if isinstance(task, dict) and "data" not in task and any(k in task for k in _JSON_MIN_KEYS):
+            row, why = _json_min_row(number, task)
+            if why:
+                problems.append(RowProblem(number, row.ref if row else "", why))
+            else:
+                rows.append(row)
+            continue
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             problems.append(RowProblem(number, "", "not a Label Studio task (no 'data' object)"))
             continue
-        ref = task_item(task["data"])
+        ref, alt = task_item(task["data"])
         kind = task["data"].get("kind")
         anns = task.get("annotations", task.get("completions")) or []
         if not isinstance(anns, list):
@@ -125,22 +154,47 @@ def read_label_studio(text: str) -> tuple[list[LabelRow], list[RowProblem], int]
             if why:
                 problems.append(RowProblem(number, ref, why))
             elif row is not None:
-                rows.append(row)
+                rows.append(replace(row, alt_ref=alt))
         if len(rows) + len(problems) == before:  # not labeled yet: a blank row
-            rows.append(LabelRow(ref, "", row=number))
+            rows.append(LabelRow(ref, "", row=number, alt_ref=alt))
     return rows, problems, len(data)
 
 
-def task_item(data: dict[str, Any]) -> str:
-    """The item a task shows: ``data.item`` (the uid), else the path in ``data.image``."""
+def task_item(data: dict[str, Any]) -> tuple[str, str | None]:
+    """(reference, second reference) of the item a task shows: ``data.item`` (the uid), else
+    the path in ``data.image``. Label Studio's local-files URL holds a path relative to its
+    document root (WORKDIR) or, for a crop outside it, the absolute path without its leading /:
+    the second reference is that absolute path."""
     item = data.get("item")
     if isinstance(item, str) and item.strip():
-        return item.strip()
+        return item.strip(), None
     image = data.get("image")
     if not isinstance(image, str):
-        return ""
+        return "", None
     query = parse_qs(urlsplit(image).query)
-    return query["d"][0] if "d" in query else image
+    if "d" not in query:
+        return image, None
+    path = query["d"][0]
+    return path, (None if path.startswith("/") else "/" + path)
+
+
+def _json_min_row(number: int, task: dict[str, Any]) -> tuple[LabelRow | None, str | None]:
+    """A JSON-MIN row as a label row, or why it is unusable."""
+    ref, alt = task_item(task)
+    value = task.get("label")
+    if isinstance(value, dict):  # several choices allowed: {"choices": [...]}
+        value = value.get("choices")
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], str):
+            return LabelRow(ref, ""), f"expected exactly one choice, got {value!r}"
+        value = value[0]
+    if value is not None and not isinstance(value, str):
+        return LabelRow(ref, ""), f"label is not a class name: {value!r}"
+    who, why = annotator_name(task.get("annotator"))
+    if why:
+        return LabelRow(ref, ""), why
+    kind = task.get("kind") if isinstance(task.get("kind"), str) else None
+    return LabelRow(ref, (value or "").strip(), who, kind, number, alt), None
 
 
 def _annotation_row(
@@ -149,7 +203,9 @@ def _annotation_row(
     """One annotation as a row, or why it cannot be read; (None, None) when it is empty."""
     if not isinstance(ann, dict) or not isinstance(ann.get("result", []), list):
         return None, "an annotation is not an object with a 'result' list"
-    who = annotator_name(ann.get("completed_by"))
+    who, why = annotator_name(ann.get("completed_by"))
+    if why:
+        return None, why
     kind = kind if isinstance(kind, str) else None
     if ann.get("was_cancelled"):  # Skip in Label Studio: the face cannot be labeled
         return LabelRow(ref, UNUSABLE, annotator=who, kind=kind, row=number), None
@@ -168,10 +224,20 @@ def _annotation_row(
     return LabelRow(ref, choices[0].strip(), annotator=who, kind=kind, row=number), None
 
 
-def annotator_name(completed_by: Any) -> str | None:
-    """'ls:<email>' or 'ls:<user id>' for a Label Studio ``completed_by`` (int or object)."""
-    if isinstance(completed_by, dict):
-        completed_by = completed_by.get("email") or completed_by.get("id")
-    if completed_by is None or completed_by == "":
-        return None
-    return f"ls:{completed_by}"
+def annotator_name(completed_by: Any) -> tuple[str | None, str | None]:
+    """(annotator, problem) for a Label Studio ``completed_by`` (or JSON-MIN ``annotator``).
+
+    A person is ``ls:<user id>`` whether the export gives the id alone or a user object (which
+    also carries the email), so one person is one annotator across exports; ``ls:<email>``
+    only when no id is given. (None, None) when nobody is named.
+    """
+    who = completed_by
+    if isinstance(who, dict):
+        who = who.get("id") if who.get("id") is not None else who.get("email")
+        if who is None:
+            return None, "completed_by names no user id or email"
+    if who is None or who == "":
+        return None, None
+    if isinstance(who, bool) or not isinstance(who, int | str) or not str(who).strip():
+        return None, f"completed_by is not a user id or email: {completed_by!r}"[:200]
+    return f"ls:{str(who).strip()}", None

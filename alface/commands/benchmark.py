@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Every strategy in benchmark.strategies labels the same initial set per seed with the "
         "known labels, retrains the head each step (linear probe on frozen features) and is "
         "scored on a held-out test split. Writes benchmark.json (every point), "
-        "learning_curves.png and summary.md (labels to reach 95 %% / 100 %% of random's final "
+        "learning_curves.png and summary.md (labels to reach 95 % / 100 % of random's final "
         "metric, ratio to random, AUC). Example: alface benchmark --config "
         "configs/experiment/utkface.yaml --seeds 5 benchmark.budget=800 benchmark.step=50"
     )

@@ -14,9 +14,15 @@ if TYPE_CHECKING:
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # what a key=value config override looks like
 
 
-def add_workdir(parser: argparse.ArgumentParser) -> None:
-    """The WORKDIR positional argument."""
+def add_workdir(parser: argparse.ArgumentParser, write: bool = True) -> None:
+    """The WORKDIR positional argument, and ``--wait`` for commands that write to it."""
     parser.add_argument("workdir", metavar="WORKDIR", help="the work directory (see `alface init`)")
+    if write:
+        parser.add_argument(
+            "--wait", action="store_true",
+            help="when another command is writing to WORKDIR, wait for it to end (default: "
+            "refuse at once, naming it)",
+        )  # fmt: skip
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +35,16 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_workdir(args: argparse.Namespace) -> Workdir:
-    """Open ``args.workdir`` with ``args.overrides`` (if the command takes them)."""
-    return Workdir.open(args.workdir, getattr(args, "overrides", ()) or ())
+def open_workdir(
+    args: argparse.Namespace, write: bool = True, lock_dir: bool = True
+) -> Workdir:
+    """Open ``args.workdir`` with ``args.overrides`` (if the command takes them); ``write``
+    takes the work dir's lock for the command (see alface.lock) unless ``lock_dir`` is off."""
+    return Workdir.open(
+        args.workdir, getattr(args, "overrides", ()) or (), write=write,
+        command=getattr(args, "command", None) or "command", wait=getattr(args, "wait", False),
+        lock_dir=lock_dir,
+    )  # fmt: skip
 
 
 def devices_of(wd: Workdir) -> Devices:

@@ -19,11 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alface.config import load_config
+    from alface.config_rules import check_names
     from alface.device import require_faiss
     from alface.workdir import CONFIG_NAME, Workdir
 
     require_faiss()  # selection needs it: say so now, not after the faces are preprocessed
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)  # every value checked (alface.config_rules)
+    check_names(cfg)
     with Workdir.init(args.workdir, cfg) as wd:
         log.info("created %s (config in %s)", wd.root, wd.root / CONFIG_NAME)
     return 0

@@ -10,7 +10,7 @@ HELP = "the labeling page: label the open batches in a browser (pairs, review, u
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_workdir(parser)
+    add_workdir(parser, write=False)  # the page takes no lock: --wait means nothing here
     parser.add_argument(
         "--host", default="127.0.0.1",
         help="address to serve on (default 127.0.0.1: this machine only; any other address "
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from alface.web.app import LOCAL_HOSTS, check_host, check_port, create_app
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    with open_workdir(args) as wd:
+    with open_workdir(args, lock_dir=False) as wd:  # one transaction per write: no lock
         if args.add_annotator is not None:
             name = auth.check_name(args.add_annotator)
             token = auth.new_token()

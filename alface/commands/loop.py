@@ -29,11 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alface.config_rules import check_names
     from alface.loop import Loop, LoopError
     from alface.oracle import Oracle
     from alface.progress import progress_bar
 
     with open_workdir(args) as wd:
+        check_names(wd.cfg)
         t = wd.cfg.train.trainer
         if str(t.devices) not in ("1", "auto") or t.num_nodes != 1:
             raise LoopError(

@@ -58,7 +58,13 @@ def dataset_cropped(dataset: DatasetConfig, inputs: list[str]) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from alface.device import torch_device
-    from alface.faces.pipeline import PreprocessError, check_config, collect_inputs, preprocess
+    from alface.faces.pipeline import (
+        PreprocessError,
+        collect_inputs,
+        end_run,
+        preprocess,
+        run_pool,
+    )
     from alface.faces.register import register_crops
     from alface.progress import progress_bar
 
@@ -69,17 +75,18 @@ def run(args: argparse.Namespace) -> int:
         if not inputs:
             raise PreprocessError("no INPUT given: name image files, folders or videos")
         files = collect_inputs(inputs, exclude=wd.root)
-        check_config(wd.cfg.preprocess)
         cropped = args.cropped or dataset_cropped(wd.cfg.dataset, inputs)
         if cropped and not args.cropped:
             print("dataset.cropped: the inputs lie in dataset.root; registering them as crops")
+        cfg = wd.cfg.preprocess
+        device = None if cropped else torch_device(wd.cfg.device.torch)
+        pool = run_pool(wd.store)  # a stopped run's pool, which this run completes
         with progress_bar("preprocess", total=len(files)) as advance:
             if cropped:
-                cfg = wd.cfg.preprocess
-                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels)
+                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels, pool)
             else:
-                device = torch_device(wd.cfg.device.torch)
-                report = preprocess(wd.store, files, wd.cfg.preprocess, device, advance, _say)
+                report = preprocess(wd.store, files, cfg, device, advance, _say, pool)
+        end_run(wd.store)
     for line in report.summary():
         print(line)
     return 0 if report.ok else 1

@@ -17,12 +17,12 @@ HELP = "round, split sizes, class balance, metrics, stop reasons, agreement and 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_workdir(parser)
+    add_workdir(parser, write=False)
     parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_workdir(args) as wd:
+    with open_workdir(args, write=False) as wd:
         summary = collect(wd.store, wd.cfg)
     summary["workdir"] = str(wd.root)
     if args.json:

@@ -8,13 +8,13 @@ store, so the same face cut the same way is the same item whatever the JPEG enco
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from alface.fsutil import atomic_path
 
 CROP_DIR = "crops"
 
@@ -62,11 +62,5 @@ def write_jpeg(pixels: np.ndarray, path: Path, quality: int) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(pixels).save(f, "JPEG", quality=quality)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, "JPEG", quality=quality)

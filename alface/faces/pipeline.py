@@ -14,8 +14,10 @@ where it stopped. A failed file is recorded as failed and is tried again by the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -38,9 +40,10 @@ from alface.faces.detect import (
     keep_faces,
     start_detect_worker,
 )
-from alface.faces.images import Decoded, decoding, detection_copy
-from alface.faces.report import Problem, Report
+from alface.faces.images import UNREADABLE, Decoded, decoding, detection_copy
+from alface.faces.report import BROKEN_LINK, Problem, Report, path_text
 from alface.faces.video import FrameSampler, VideoError, is_video
+from alface.failpoints import failpoint
 from alface.progress import ProgressFn
 from alface.store import NewItem, Store
 
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # Decoded images waiting for a full batch are flushed beyond this many bytes.
 _BUFFER_BYTES = 512 * 2**20
+RUN_KEY = "preprocess_run"  # meta: the pool of a run that has not ended yet
 
 
 class PreprocessError(AlfaceError, ValueError):
@@ -55,22 +59,14 @@ class PreprocessError(AlfaceError, ValueError):
 
 
 def check_config(cfg: PreprocessConfig) -> None:
-    """Raise PreprocessError naming the first preprocess setting out of its range."""
-    rules = [
-        ("crop_size", cfg.crop_size >= 8, ">= 8"),
-        ("margin", 0 <= cfg.margin <= 4, "between 0 and 4"),
-        ("min_face_size", cfg.min_face_size >= 0, ">= 0"),
-        ("min_prob", 0 <= cfg.min_prob <= 1, "between 0 and 1"),
-        ("batch_size", cfg.batch_size >= 1, ">= 1"),
-        ("workers", cfg.workers >= 0, ">= 0 (0 decodes in the main process)"),
-        ("max_megapixels", cfg.max_megapixels > 0, "> 0"),
-        ("detect_max_side", cfg.detect_max_side >= 32, ">= 32"),
-        ("every_n_frames", cfg.every_n_frames >= 1, ">= 1"),
-        ("jpeg_quality", 1 <= cfg.jpeg_quality <= 100, "between 1 and 100"),
-    ]
-    for key, good, valid in rules:
-        if not good:
-            raise PreprocessError(f"preprocess.{key}={getattr(cfg, key)!r}: must be {valid}")
+    """Raise PreprocessError naming the first preprocess setting out of its range (the rules
+    of alface.config_rules, which every loaded config passes already)."""
+    from alface.config_rules import check_section
+
+    try:
+        check_section(cfg, "preprocess")
+    except AlfaceError as e:
+        raise PreprocessError(str(e)) from e
 
 
 def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None = None) -> list[Path]:
@@ -84,13 +80,54 @@ def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None = None) ->
     for p in map(Path, inputs):
         found = [p] if p.is_file() else sorted(
             f for f in p.rglob("*")
-            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            if (f.is_file() or _broken_link(f))  # a broken link is reported, not skipped
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )  # fmt: skip
-        found = [f.resolve() for f in found]
+        found = [resolved_path(f) for f in found]
         files.update((f, None) for f in found if skip is None or not f.is_relative_to(skip))
     if not files:
         raise PreprocessError(f"no files in {', '.join(map(str, inputs)) or 'the inputs'}")
     return list(files)
+
+
+def _broken_link(path: Path) -> bool:
+    """A symbolic link to nothing (or to itself, through a loop)."""
+    return path.is_symlink() and not path.exists()
+
+
+def resolved_path(path: Path) -> Path:
+    """``path`` with its links resolved; a broken link keeps its own (absolute) name."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a loop (RuntimeError before 3.13)
+        return Path(os.path.abspath(path))
+
+
+def unreadable(path: Path, error: OSError) -> Problem:
+    """The problem of an input file that cannot even be read (a broken link, no access)."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        why = "loops back on itself" if error.errno == errno.ELOOP else "points to nothing"
+        return Problem(str(path), BROKEN_LINK, f"it {why} ({path_text(target)})")
+    return Problem(str(path), UNREADABLE, error.strerror or str(error))
+
+
+def run_pool(store: Store) -> int:
+    """The pool of this preprocess run: that of a run that was stopped before it ended (it
+    goes on where it stopped), else a new one. :func:`end_run` closes it."""
+    open_run = store.get_meta(RUN_KEY)
+    if open_run is not None:
+        return int(open_run)
+    pool = store.items.next_pool()
+    with store.transaction("preprocess"):
+        store.set_meta(RUN_KEY, str(pool))
+    return pool
+
+
+def end_run(store: Store) -> None:
+    """Mark the current preprocess run complete: the next run makes a new pool."""
+    with store.transaction("preprocess"):
+        store.set_meta(RUN_KEY, None)
 
 
 def file_hash(path: Path) -> str:
@@ -109,10 +146,12 @@ def preprocess(
     device: Any = "cpu",
     progress: ProgressFn | None = None,
     on_problem: Callable[[Problem], None] | None = None,
+    pool: int | None = None,
 ) -> Report:
-    """Detect the faces in ``files`` (see :func:`collect_inputs`) and add their crops to a new
-    pool in ``store``; MTCNN runs on ``device``. Returns what happened, file by file counted."""
-    run = _Run(store, cfg, torch.device(device), progress, on_problem)
+    """Detect the faces in ``files`` (see :func:`collect_inputs`) and add their crops to
+    ``pool`` (default: a new pool) in ``store``; MTCNN runs on ``device``. Returns what
+    happened, file by file counted."""
+    run = _Run(store, cfg, torch.device(device), progress, on_problem, pool)
     run.images([f for f in files if not is_video(f)])
     for path in (f for f in files if is_video(f)):
         run.video(path)
@@ -122,12 +161,12 @@ def preprocess(
 class _Run:
     """The state of one preprocess run."""
 
-    def __init__(self, store, cfg, device, progress, on_problem) -> None:  # noqa: ANN001
+    def __init__(self, store, cfg, device, progress, on_problem, pool) -> None:  # noqa: ANN001
         self.store, self.cfg, self.device = store, cfg, device
         self._detector: FaceDetector | None = None
         self.progress = progress or (lambda n=1, **fields: None)
         self.on_problem = on_problem or (lambda problem: None)
-        self.report = Report(pool=store.items.next_pool())
+        self.report = Report(pool=store.items.next_pool() if pool is None else pool)
         self.seen: set[str] = set()
 
     @property
@@ -237,7 +276,8 @@ class _Run:
         try:
             digest = file_hash(path)
         except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
-            self.fail(path, None, None, "", "unreadable file", e.strerror or str(e))
+            problem = unreadable(path, e)
+            self.fail(path, None, None, "", problem.reason, problem.detail)
             return None
         known = self.store.sources.by_hash(digest)
         if digest in self.seen or (known is not None and known.status != "failed"):
@@ -293,6 +333,7 @@ class _Run:
         n_frames: int | None = None, note: str | None = None,
     ) -> None:  # fmt: skip
         """Record a processed file and its crops in one transaction."""
+        failpoint("preprocess.crops_written")
         with self.store.transaction("preprocess"):
             sid = self._source(path, digest, known, kind, "done", len(crops), n_frames, note)
             new = self.store.items.add((_record(c, sid, path) for c in crops), self.report.pool)
@@ -315,21 +356,21 @@ class _Run:
         args = dict(
             status=status, pool=self.report.pool, n_faces=n_faces, n_frames=n_frames, error=error
         )
+        text = path_text(path)  # a name that is not UTF-8 is kept as readable escapes
         if known is not None:
-            self.store.sources.update(known.id, str(path), **args)
+            self.store.sources.update(known.id, text, **args)
             sid = known.id
         else:
-            sid = self.store.sources.add(str(path), digest, kind, **args)
-        self.store.log(
-            "source", {"id": sid, "path": str(path), "status": status, "n_faces": n_faces}
-        )
+            sid = self.store.sources.add(text, digest, kind, **args)
+        self.store.log("source", {"id": sid, "path": text, "status": status, "n_faces": n_faces})
         return sid
 
 
 def _record(crop: tuple, source_id: int, path: Path) -> NewItem:
     frame, face, digest = crop
     return NewItem(
-        crop_path=crop_relpath(digest), hash=digest, source_id=source_id, source_path=str(path),
+        crop_path=crop_relpath(digest), hash=digest, source_id=source_id,
+        source_path=path_text(path),
         frame=frame, box=[round(v, 2) for v in face.box], prob=face.prob,
         landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
     )  # fmt: skip

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from alface.faces.crops import pixel_hash
-from alface.faces.images import TOO_LARGE, UNREADABLE, ImageError, load_image
-from alface.faces.pipeline import file_hash
-from alface.faces.report import Problem, Report
+from alface.faces.images import TOO_LARGE, ImageError, load_image
+from alface.faces.pipeline import file_hash, resolved_path, unreadable
+from alface.faces.report import NOT_UTF8, Problem, Report, is_utf8_name, path_text
 from alface.progress import ProgressFn
 from alface.store import NewItem, Source, Store
 
@@ -44,14 +44,17 @@ def register_crops(
     progress: ProgressFn | None = None,
     on_problem: Callable[[Problem], None] | None = None,
     max_megapixels: float = 50.0,
+    pool: int | None = None,
 ) -> Report:
-    """Add each readable image in ``files`` to a new pool as an item whose crop is the file
-    itself (faces already cropped, e.g. UTKFace chips); returns what happened, file by file."""
+    """Add each readable image in ``files`` to ``pool`` (default: a new pool) as an item whose
+    crop is the file itself (faces already cropped, e.g. UTKFace chips); returns what
+    happened, file by file. A file whose name is not UTF-8 is refused (the store could not
+    name it to open it again): rename it."""
     progress = progress or (lambda n=1, **fields: None)
-    report = Report(pool=store.items.next_pool())
+    report = Report(pool=store.items.next_pool() if pool is None else pool)
     seen: set[str] = set()
     for start in range(0, len(files), CHUNK):
-        chunk = [Path(f).resolve() for f in files[start : start + CHUNK]]
+        chunk = [resolved_path(Path(f)) for f in files[start : start + CHUNK]]
         before = len(report.failed)
         claimed = (_claim(store, path, seen, report) for path in chunk)
         _commit(store, [_read(o, max_megapixels) for o in claimed if o is not None], report)
@@ -67,7 +70,7 @@ def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome
     try:
         digest = file_hash(path)
     except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
-        report.failed.append(Problem(str(path), UNREADABLE, e.strerror or str(e)))
+        report.failed.append(unreadable(path, e))
         return None
     known = store.sources.by_hash(digest)
     if digest in seen:
@@ -82,6 +85,12 @@ def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome
 
 def _read(outcome: _Outcome, max_megapixels: float) -> _Outcome:
     """``outcome`` with the pixel hash of its decoded (upright RGB) image, or its problem."""
+    if not is_utf8_name(outcome.path):
+        outcome.problem = Problem(
+            str(outcome.path), NOT_UTF8, "rename it (e.g. `convmv -f latin1 -t utf8`): a "
+            "registered crop is opened by its name, which the store holds as UTF-8 text",
+        )  # fmt: skip
+        return outcome
     try:
         outcome.pixels = pixel_hash(np.asarray(load_image(outcome.path, max_megapixels)))
     except ImageError as e:
@@ -105,9 +114,9 @@ def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
             )
             if o.known is not None:
                 sid = o.known.id
-                store.sources.update(sid, str(o.path), **args)
+                store.sources.update(sid, path_text(o.path), **args)
             else:
-                sid = store.sources.add(str(o.path), o.digest, KIND, **args)
+                sid = store.sources.add(path_text(o.path), o.digest, KIND, **args)
             if o.problem is None:
                 records.append(NewItem(str(o.path), str(o.pixels), sid, str(o.path)))
         new = store.items.add(records, report.pool)

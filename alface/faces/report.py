@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+BROKEN_LINK = "broken link"
+NOT_UTF8 = "file name not UTF-8"
+
+
+def path_text(path: str | Path) -> str:
+    """A path as text any terminal, CSV or database takes: bytes of a file name that are not
+    UTF-8 shown as \\xNN escapes (the name can no longer open the file)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
+def is_utf8_name(path: str | Path) -> bool:
+    """Whether a path is valid UTF-8 text (a name the store can hold and open again)."""
+    return path_text(path) == os.fspath(path)
 
 
 @dataclass(frozen=True)
@@ -16,12 +37,12 @@ class Problem:
 
     def line(self) -> str:
         """The problem on one line: ``PATH: why``."""
-        detail = " ".join(self.detail.split())
+        detail, path = path_text(" ".join(self.detail.split())), path_text(self.path)
         if not detail or detail == self.reason:
-            return f"{self.path}: {self.reason}"
+            return f"{path}: {self.reason}"
         if detail.startswith(self.reason):
-            return f"{self.path}: {detail}"
-        return f"{self.path}: {self.reason} ({detail})"
+            return f"{path}: {detail}"
+        return f"{path}: {self.reason} ({detail})"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alface.errors import AlfaceError
+from alface.failpoints import failpoint
 from alface.store.records import AuditEntry
 from alface.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
@@ -26,7 +28,52 @@ DB_NAME = "alface.db"
 
 
 class StoreError(AlfaceError):
-    """The store cannot do what was asked (missing, wrong version, unknown ids)."""
+    """The store cannot do what was asked (missing, wrong version, unknown ids, damaged file,
+    full disk)."""
+
+
+# SQLite failures a user can act on: the advice that goes with each (by sqlite_errorname prefix).
+_DB_FAILURES = (
+    ("SQLITE_FULL", "the disk is full: free some space and run the command again"),
+    ("SQLITE_READONLY", "the store is read-only: give write access to the work dir and its "
+     "files (`alface status` reads it as it is)"),
+    ("SQLITE_BUSY", "another program holds the store (alface commands take WORKDIR/.lock "
+     "instead): close it and run the command again"),
+    ("SQLITE_LOCKED", "another program holds the store: close it and run the command again"),
+    ("SQLITE_CORRUPT", "the file is damaged: restore it from a backup"),
+    ("SQLITE_NOTADB", "the file is not an SQLite database (damaged or replaced): restore it "
+     "from a backup"),
+    ("SQLITE_IOERR", "the disk failed to read or write it: check the disk and run again"),
+    ("SQLITE_CANTOPEN", "it cannot be opened: check that the work dir exists and is readable"),
+    ("SQLITE_PERM", "access is denied: check the permissions of the work dir"),
+)  # fmt: skip
+
+
+def db_failure(error: BaseException, path: Path) -> StoreError | None:
+    """A StoreError with one line saying what to do about a known SQLite failure, else None."""
+    if not isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) or isinstance(
+        error, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    ):
+        return None
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text = str(error).lower()
+    for prefix, advice in _DB_FAILURES:
+        if name.startswith(prefix) or (not name and prefix == "SQLITE_NOTADB"
+                                       and "not a database" in text):  # fmt: skip
+            return StoreError(f"{path}: {' '.join(str(error).split())}; {advice}; nothing changed")
+    return None
+
+
+@contextlib.contextmanager
+def _db_errors(path: Path) -> Iterator[None]:
+    """Known SQLite failures inside as one-line StoreErrors."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        known = db_failure(e, path)
+        if known is None:
+            raise
+        raise known from e
 
 
 class Store:
@@ -48,20 +95,37 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, create: bool = False) -> Store:
-        """Open the store in ``root`` (created, with its schema, when ``create``)."""
+    def open(cls, root: str | Path, create: bool = False, read_only: bool = False) -> Store:
+        """Open the store in ``root`` (created, with its schema, when ``create``).
+
+        ``read_only`` opens it for reading only, also in a folder this process cannot write to:
+        SQLite then reads the file as immutable (no write-ahead log left to read) or read-only.
+        """
         root = Path(root)
         path = root / DB_NAME
         if not path.is_file() and not create:
             raise StoreError(f"{root} is not an alface work directory (run `alface init` first)")
-        root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        store = cls(conn, root)
-        store._migrate()
-        conn.execute("PRAGMA foreign_keys=ON")
+        if not create and path.stat().st_size == 0:
+            raise StoreError(f"{path} is empty (damaged): restore it from a backup")
+        with _db_errors(path):
+            if read_only:
+                conn = _connect_read_only(path)
+            else:
+                root.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+            conn.row_factory = sqlite3.Row
+            try:
+                store = cls(conn, root)
+                if read_only:
+                    store._check_version(read_only=True)
+                else:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    store._migrate()
+                conn.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                conn.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -79,12 +143,21 @@ class Store:
         """The schema version of the open file."""
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _check_version(self, read_only: bool = False) -> int:
         version = self.schema_version
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"store schema version {version} is newer than this alface ({SCHEMA_VERSION})"
             )
+        if read_only and version < SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema version {version} needs an upgrade to {SCHEMA_VERSION}, which "
+                "a writing command does (the store is open read-only)"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         while version < SCHEMA_VERSION:
             with self.transaction("migrate"):
                 for statement in statements(MIGRATIONS[version]):
@@ -109,17 +182,23 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        path = self.root / DB_NAME
+        with _db_errors(path):
+            self._conn.execute("BEGIN IMMEDIATE")
         self._depth, self._command = 1, command
         try:
-            yield self
+            with _db_errors(path):
+                yield self
+                failpoint(f"commit.before/{command}")
+                self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite ends some failed transactions itself
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
             raise
-        else:
-            self._conn.execute("COMMIT")
         finally:
             self._depth, self._command = 0, None
+        failpoint(f"commit.after/{command}")
 
     def require_transaction(self) -> None:
         """Raise StoreError unless a transaction is open (every write needs one)."""
@@ -128,11 +207,13 @@ class Store:
 
     def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
         """Run one statement (for the store's parts; nothing outside alface/store/ calls it)."""
-        return self._conn.execute(sql, args)
+        with _db_errors(self.root / DB_NAME):
+            return self._conn.execute(sql, args)
 
     def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
         """Run one statement over many rows (for the store's parts)."""
-        return self._conn.executemany(sql, rows)
+        with _db_errors(self.root / DB_NAME):
+            return self._conn.executemany(sql, rows)
 
     def log(self, action: str, detail: Any = None) -> int:
         """Append an audit entry; returns its id."""
@@ -162,9 +243,12 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a value in the meta table."""
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set a value in the meta table (None removes the key)."""
         self.require_transaction()
+        if value is None:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            return
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def dump(self) -> list[str]:
@@ -174,6 +258,26 @@ class Store:
     def integrity_ok(self) -> bool:
         """Whether SQLite's integrity check passes."""
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; immutable when the folder cannot be written and no write-ahead
+    log holds changes not yet in the file (SQLite could not open it otherwise)."""
+    wal = path.with_name(path.name + "-wal")
+    writable = os.access(path.parent, os.W_OK) and not _read_only_fs(path.parent)
+    immutable = not writable and not (wal.exists() and wal.stat().st_size)
+    mode = "immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(
+        f"{path.absolute().as_uri()}?{mode}", uri=True, isolation_level=None, timeout=60.0
+    )
+
+
+def _read_only_fs(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def chunks(values: list[Any], size: int = 900) -> Iterator[list[Any]]:

@@ -3,7 +3,8 @@
 Split life of an item: ``pool`` -> (``itval``) -> ``train`` | ``val`` once it has a resolved
 label; ``train`` <-> ``overfit`` for the length of a round; unused ``pool`` -> ``scrapped``
 when a round ends; any split -> ``unusable`` once resolved as unusable (and back to the split it
-left when that is undone). Every move is appended to ``split_events`` with its audit entry.
+left when that is undone); any split -> ``missing`` while its crop file is gone (``alface check
+--fix``; back when it returns). Every move is appended to ``split_events`` with its audit entry.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from alface.store.records import Item, NewItem, Source, dump_json, load_json
 if TYPE_CHECKING:
     from alface.store.core import Store
 
-SPLITS = ("pool", "itval", "train", "val", "overfit", "test", "scrapped", "unusable")
+SPLITS = ("pool", "itval", "train", "val", "overfit", "test", "scrapped", "unusable", "missing")
 UNUSABLE_SPLIT = "unusable"  # faces resolved as unusable: out of the pool and every other split
 LABELED_SPLITS = ("train", "val")
 

@@ -257,6 +257,10 @@ class Runs:
             raise StoreError(f"unknown scoring {scoring_id}")
         return _scoring(row)
 
+    def scorings(self) -> list[Scoring]:
+        """Every scoring, oldest first."""
+        return [_scoring(r) for r in self._s.execute("SELECT * FROM scorings ORDER BY id")]
+
     def latest_scoring(self, model_id: int | None = None) -> Scoring | None:
         """The newest scoring (of ``model_id`` when given)."""
         if model_id is None:

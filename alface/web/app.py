@@ -63,11 +63,13 @@ def create_app(
     from alface.web import views
 
     root = Path(root)
-    Workdir.open(root, overrides).close()  # a bad work dir or config fails here, not later
+    # the page holds no work-dir lock: each click is one store transaction through
+    # record_labels, safe beside the loop and other commands (docs/RELIABILITY.md)
+    Workdir.open(root, overrides, lock_dir=False).close()  # a bad work dir or config fails here
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        wd = Workdir.open(root, overrides)
+        wd = Workdir.open(root, overrides, command="label", lock_dir=False)
         try:
             app.state.page = PageState(wd, _secret(wd), Leases(), guidelines_html(wd.cfg),
                                        tokens_only)  # fmt: skip
