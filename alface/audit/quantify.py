@@ -7,8 +7,9 @@ faces under ``threshold`` counted apart as *uncertain*), ``acc`` (adjusted class
 Forman 2008) and ``pacc`` (probabilistic adjusted count, Bella et al. 2010), the last two
 solved on the simplex with the rates measured on held-out labeled faces.
 
-Intervals are 95 % percentile bootstraps that resample both the audited faces (whole clusters when given, e.g. tracks: the faces of one
-person are not independent) and the held-out faces (within each true class).
+Intervals are 95 % percentile bootstraps that resample both the audited faces (whole clusters
+when given, e.g. tracks: the faces of one person are not independent) and the held-out faces
+(within each true class).
 
 Diagnostics warn when the adjustment is unstable: a class with fewer than ``min_labels``
 held-out labels (named), and a rates matrix whose condition number exceeds ``max_condition``
