@@ -35,6 +35,8 @@ COMMANDS = {
     "review": "alface.commands.review",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
+    "predict": "alface.commands.predict",
+    "export": "alface.commands.export",
 }
 
 log = logging.getLogger("alface")
