@@ -10,9 +10,10 @@ rate gives approximate times), and each face stands for the seconds until the ne
 frame: its share of screen time. A file that cannot be used is reported (``on_problem``) and
 counted; the scan goes on. The same content given twice is scanned once.
 
-On a CPU with ``workers`` > 0, worker processes run MTCNN (one torch thread each, as preprocess
-does), for images and for video frames alike; the main process decodes video, cuts crops and
-hands them over. Otherwise MTCNN runs in this process on ``device``, video frames in batches.
+On a CPU with ``workers`` > 0 and enough to detect, worker processes run MTCNN (one torch
+thread each, as preprocess does), for images and for video frames alike; the main process
+decodes video, cuts crops and hands them over. Otherwise MTCNN runs in this process on
+``device``, video frames in batches.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from alface.progress import ProgressFn
 log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 25.0  # frames per second assumed for a stream that does not say
+MIN_PARALLEL = 24  # fewer detections than this run in this process: workers take seconds to start
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,11 +175,17 @@ class Scan:
         self._seen: set[str] = set()
         self._detector: FaceDetector | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._planned: int | None = None
 
     @property
     def parallel(self) -> bool:
-        """Whether worker processes run MTCNN (a CPU and preprocess.workers > 0)."""
-        return self.device.type == "cpu" and self.cfg.workers > 0 and not self.cropped
+        """Whether worker processes run MTCNN: on a CPU, with preprocess.workers > 0, and for
+        at least :data:`MIN_PARALLEL` detections (a worker takes seconds to start)."""
+        if self.device.type != "cpu" or self.cfg.workers <= 0 or self.cropped:
+            return False
+        if self._planned is None:
+            self._planned = planned_steps(self.files, self.every_seconds)
+        return self._planned >= MIN_PARALLEL
 
     def __iter__(self) -> Iterator[list[FoundFace]]:
         files = [f for f in self.files if self._claim(f)]
