@@ -47,7 +47,7 @@ def model_workdir(root: Path, n: int = 40) -> Path:
 
 
 def photo_clip(photos: Path, path: Path, fps: int = 5, seconds_each: int = 2) -> Path:
-    """An mp4 (320x240) showing each of the first two photos for ``seconds_each`` seconds."""
+    """An mp4 (320x240, MPEG-4) showing each of the first two photos for ``seconds_each`` seconds."""
     frames = []
     for p in sorted(photos.glob("*.jpg"))[:2]:
         im = Image.open(p).convert("RGB")
@@ -55,9 +55,11 @@ def photo_clip(photos: Path, path: Path, fps: int = 5, seconds_each: int = 2) ->
         canvas = Image.new("RGB", (320, 240))
         canvas.paste(im, ((320 - im.width) // 2, (240 - im.height) // 2))
         frames += [np.asarray(canvas)] * (fps * seconds_each)
-    with av.open(str(path), "w") as out:
+    # the index first and every frame a keyframe: a truncated copy keeps its first frames
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
         stream = out.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.gop_size = 1
         for f in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         out.mux(stream.encode())

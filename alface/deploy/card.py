@@ -40,8 +40,8 @@ def class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, Any
     per: dict[str, dict[str, Any]] = {}
     f1s = []
     for k, c in enumerate(classes):
-        p = tp[k] / pred_n[k] if pred_n[k] else None
-        r = tp[k] / true_n[k] if true_n[k] else None
+        p = float(tp[k] / pred_n[k]) if pred_n[k] else None
+        r = float(tp[k] / true_n[k]) if true_n[k] else None
         f = 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else (
             0.0 if true_n[k] else None
         )  # fmt: skip
