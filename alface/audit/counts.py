@@ -58,7 +58,10 @@ def check_targets(targets: np.ndarray, n: int, k: int) -> np.ndarray:
 
 # -- the estimators -----------------------------------------------------------------------------
 def predicted_categories(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """(N,) the argmax of ``probs`` (N, K), or K (uncertain) where the largest is < threshold."""
+    """(N,) the argmax of ``probs`` (N, K), or K (uncertain) where the largest is < threshold
+    (K = 0, no classes, as `alface predict --detect-only`: all K)."""
+    if probs.shape[1] == 0:
+        return np.zeros(len(probs), dtype=np.int64)
     return np.where(probs.max(axis=1) >= threshold, probs.argmax(axis=1), probs.shape[1])
 
 

@@ -4,7 +4,8 @@ Columns: ``face`` (the face's id in this run, f000001 ...), ``source``, ``kind``
 crop), ``frame`` and ``time_s`` (video), ``seconds`` (screen time the face stands for, video),
 ``x1 y1 x2 y2`` (box in source pixels), ``det_prob`` (MTCNN), ``predicted`` (the most probable
 group, or ``uncertain`` below the threshold), ``p_<class>`` (one probability per class),
-``uncertainty`` (1 - the largest probability) and ``track`` (empty until tracks exist).
+``uncertainty`` (1 - the largest probability) and ``track`` (empty until tracks exist). A
+detection-only run (no classes) has no probability columns and ``face`` as its prediction.
 Probabilities are written with 6 decimals, which is what a re-read audit sees.
 """
 
@@ -24,6 +25,7 @@ from alface.audit.quantify import UNCERTAIN, QuantifyError, predicted_categories
 FIXED = ("face", "source", "kind", "frame", "time_s", "seconds", "x1", "y1", "x2", "y2",
          "det_prob", "predicted")  # fmt: skip
 TAIL = ("uncertainty", "track")
+DETECTED = "face"  # the predicted column of a detection-only run (no classes)
 
 
 def face_id(n: int) -> str:
@@ -60,12 +62,13 @@ def format_rows(
 ) -> Iterable[list[str]]:  # fmt: skip
     """The CSV cells of ``rows`` with their probabilities ``probs`` (n, K); ids from ``first``."""
     cats = predicted_categories(probs, threshold)
-    names = [*classes, UNCERTAIN]
+    names = [*classes, UNCERTAIN if classes else DETECTED]
     for i, (r, p, c) in enumerate(zip(rows, probs, cats, strict=True)):
+        unc = f"{1 - float(p.max()):.6f}" if len(p) else ""
         yield [
             face_id(first + i), r.source, r.kind, "" if r.frame is None else str(r.frame),
             _num(r.time, 3), _num(r.seconds, 4), *(f"{v:.1f}" for v in r.box),
-            _num(r.prob, 4), names[c], *(f"{v:.6f}" for v in p), f"{1 - float(p.max()):.6f}",
+            _num(r.prob, 4), names[c], *(f"{v:.6f}" for v in p), unc,
             "" if r.track is None else str(r.track),
         ]  # fmt: skip
 

@@ -6,7 +6,7 @@ on, and optionally a gold sample (faces drawn at random from the table and label
 people). Each set of faces gets :func:`~alface.audit.quantify.audit_shares` twice: counting
 faces (weight 1 each) and, for video, screen time (weight = seconds). Sources with fewer than
 ``min_faces`` faces get raw counts only: an adjustment or an interval over a handful of faces
-says little.
+says little. With no classes (a detection-only run) there are counts and screen time only.
 
 The bootstrap resamples *clusters*, not faces: the faces of one track when tracks exist;
 without tracks, the faces of one photo, or of one block of ``block_seconds`` of one video (the
@@ -63,7 +63,7 @@ def clusters_of(table: FaceTable, block_seconds: float = BLOCK_SECONDS) -> np.nd
 def raw_counts(probs: np.ndarray, classes: Sequence[str], threshold: float) -> dict[str, int]:
     """Faces per predicted group (and ``uncertain``) of ``probs`` (N, K)."""
     n = np.bincount(predicted_categories(probs, threshold), minlength=len(classes) + 1)
-    return dict(zip([*classes, UNCERTAIN], n.tolist(), strict=True))
+    return dict(zip([*classes, UNCERTAIN if classes else "face"], n.tolist(), strict=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +141,9 @@ def audit_footage(
         video = np.isfinite(t.seconds)
         args = dict(threshold=threshold, n_boot=n_boot, seed=seed + n)
         faces = time = None
-        if len(t) >= min_faces:
+        if k and len(t) >= max(min_faces, 1):
             faces = audit_shares(t.probs, classes, *cal, clusters=cl, gold=sub_gold, **args)
-        if video.sum() >= min_faces:
+        if k and video.sum() >= max(min_faces, 1):
             vpos = np.flatnonzero(g[video] >= 0)
             vgold = (vpos, g[video][vpos]) if len(vpos) >= 2 else None
             time = audit_shares(t.probs[video], classes, *cal, weights=t.seconds[video],

@@ -105,12 +105,21 @@ def plot_timeline(
     threshold: float, duration: float, path: str | Path, title: str,
 ) -> Path:  # fmt: skip
     """A PNG: stacked bars of each predicted group's share of screen time per bin (raw, as the
-    model predicts each face; per-bin corrections would be noise), and faces on screen."""
+    model predicts each face; per-bin corrections would be noise); with no classes, the mean
+    number of faces on screen per bin."""
     width = timeline_bins(duration)
     shares = timeline(times, seconds, probs, threshold, width, duration)
     starts = np.arange(len(shares)) * width / 60
     fig = _figure(max(6.5, min(16.0, 0.25 * len(shares) + 4)), 4.2)
     ax = fig.add_subplot()
+    if not classes:  # detection only: how many faces are on screen
+        on = np.zeros(len(shares))
+        np.add.at(on, np.clip((times // width).astype(np.int64), 0, len(on) - 1), seconds)
+        ax.bar(starts, on / width, width / 60, align="edge", color="C0")
+        ax.set_xlabel("minutes")
+        ax.set_ylabel(f"faces on screen (mean over {width:g} s)")
+        ax.set_title(f"{title}\nfaces found (no classifier: detection only)", fontsize=10)
+        return _save(fig, Path(path))
     bottom = np.zeros(len(shares))
     for j, name in enumerate([*classes, "uncertain"]):
         color = "0.75" if j == len(classes) else f"C{j}"

@@ -53,6 +53,10 @@ def audit_table(audit: Mapping[str, Any], counts: Mapping[str, int] | None, unit
 
 def _set_section(s: Mapping[str, Any], title: str) -> list[str]:
     out = [f"## {title}", ""]
+    if set(s["raw_counts"]) == {"face"}:  # detection only
+        time = (f"; {_duration(s['screen_seconds'])} of face-seconds on screen"
+                if s["screen_seconds"] else "")  # fmt: skip
+        return out + [f"{s['n_faces']:,} face(s) found{time} (detection only: no classes).", ""]
     if s["faces"] is None and s["screen_time"] is None:
         counts = ", ".join(f"{k} {v}" for k, v in s["raw_counts"].items())
         return out + [f"{s['n_faces']} face(s): too few for an audit; raw counts: {counts}.", ""]
@@ -71,21 +75,27 @@ def _set_section(s: Mapping[str, Any], title: str) -> list[str]:
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """summary.md: the audit for people (from the summary dict)."""
     inp, model, held = summary["inputs"], summary["model"], summary["heldout"]
-    lines = [
-        "# Representation audit", "",
-        f"Model: {model['source']} ({model['backbone']}, classes: {', '.join(model['classes'])}). "
-        f"Labels are *perceived* group.", "",
+    detect_only = not model["classes"]
+    lines = ["# Faces found (detection only)" if detect_only else "# Representation audit", ""]
+    if detect_only:
+        lines += ["No classifier: faces and their screen time only. For the share of each group, "
+                  "run with a model trained on labeled faces (`--model`, or a work dir).", ""]  # fmt: skip
+    else:
+        lines += [f"Model: {model['source']} ({model['backbone']}, classes: "
+                  f"{', '.join(model['classes'])}). Labels are *perceived* group.", ""]  # fmt: skip
+    lines += [
         f"Inputs: {inp['images']} image(s), {inp['videos']} video(s) "
         f"({_duration(sum(summary['durations'].values()) or None)} of video, one frame every "
         f"{summary['settings']['every_seconds']:g} s), {inp['failed']} failed, "
         f"{inp['duplicates']} duplicate(s) skipped; {inp['faces']:,} face(s).", "",
-        f"Held-out labeled faces for the correction: {held['note']}", "",
     ]  # fmt: skip
+    if not detect_only:
+        lines += [f"Held-out labeled faces for the correction: {held['note']}", ""]
     if summary.get("gold"):
         g = summary["gold"]
         lines += [f"Gold sample: {g['n']} faces labeled by people, drawn at random from the "
                   f"{g['drawn_from']:,} faces ({g['blank']} left blank: not usable faces).", ""]  # fmt: skip
-    lines += [
+    lines += [] if detect_only else [
         "How to read it: *raw* counts each face as its most probable group (faces under "
         f"{summary['settings']['threshold']:g} probability are *uncertain*); it is biased "
         "whenever the model errs. *PACC* corrects it with the model's error rates on held-out "
@@ -97,11 +107,12 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     lines += _set_section(summary["overall"], "All inputs")
     audited = [s for s in summary["sources"] if s["faces"] is not None]
     if len(summary["sources"]) > 1:
-        lines += ["## Per source", "", "| source | kind | faces | screen time | lead: shares % |",
+        lines += ["## Per source", "", "| source | kind | faces | screen time | shares % |",
                   "|---|---|---:|---:|---|"]  # fmt: skip
         for s in summary["sources"]:
             a = s["screen_time"] or s["faces"]
-            shares = "raw counts: " + ", ".join(f"{k} {v}" for k, v in s["raw_counts"].items())
+            shares = "" if detect_only else "raw counts: " + ", ".join(
+                f"{k} {v}" for k, v in s["raw_counts"].items())  # fmt: skip
             if a is not None:
                 e = a["estimates"][a["lead"]]["shares"]
                 shares = f"{METHOD_NAMES[a['lead']]}: " + ", ".join(

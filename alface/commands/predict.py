@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--save-crops", action="store_true",
                         help="write every face crop to DIR/crops/ (named by face id)")  # fmt: skip
+    parser.add_argument(
+        "--detect-only", action="store_true",
+        help="no classifier: find the faces and count them and their screen time (no work dir "
+        "or model needed)",
+    )  # fmt: skip
     parser.add_argument("--cropped", action="store_true",
                         help="the images are face crops already: no detection")  # fmt: skip
     parser.add_argument(
@@ -77,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         args.workdir, inputs = str(root), items[1:]
         with open_workdir(args) as wd:
             return _run(args, inputs, wd)
-    if not (args.model and (is_export(args.model) or Path(args.model).is_file())):
+    if not (
+        args.detect_only or args.model and (is_export(args.model) or Path(args.model).is_file())
+    ):
         from alface.predict import PredictError
 
         first = items[0] if items else "nothing"
@@ -108,7 +115,12 @@ def _run(args: argparse.Namespace, inputs: list[str], wd: Workdir | None) -> int
             raise PredictError(f"{name}={getattr(args, name[2:].replace('-', '_'))}: out of range "
                                "(--every > 0, 0 <= --threshold <= 1, --boot >= 10)")  # fmt: skip
     device = torch_device(wd.cfg.device.torch if wd else "auto")
-    predictor, model, cfg, heldout, note = _model(args.model, wd, device)
+    if args.detect_only and (args.model or args.sample or args.gold):
+        raise PredictError("--detect-only has no model: --model, --sample and --gold need one")
+    if args.detect_only:
+        predictor, model, cfg, heldout, note = _detection_only(wd)
+    else:
+        predictor, model, cfg, heldout, note = _model(args.model, wd, device)
     check_config(cfg.preprocess)
     files = collect_inputs(inputs, exclude=wd.root if wd else None)
     print(f"model: {model['source']}; held-out faces: {note}")
@@ -165,6 +177,14 @@ def _model(
     return predictor, info, cfg, *_workdir_heldout(wd, model, predictor)
 
 
+def _detection_only(wd: Workdir | None) -> tuple[Predictor, dict[str, Any], Config, None, str]:
+    from alface.config import Config
+    from alface.deploy.predictor import DetectionOnly
+
+    info = {"source": "none (--detect-only)", "backbone": "-", "classes": [], "key": "detect"}
+    return DetectionOnly(), info, wd.cfg if wd else Config(), None, "none (no classifier)"
+
+
 _NO_HELDOUT = "none (only raw counts: no held-out labeled faces to correct them with)"
 
 
@@ -208,6 +228,10 @@ def _report(result: Any, out: Path) -> None:
     print(f"{inp['images']} image(s), {inp['videos']} video(s), {inp['failed']} failed; "
           f"{inp['faces']} face(s)" + (" (faces re-read from the sampled run)" if result.reused
                                        else ""))  # fmt: skip
+    if not s["model"]["classes"]:
+        seconds = s["overall"]["screen_seconds"]
+        print(f"detection only: {inp['faces']} face(s)"
+              + (f", {seconds:.0f} face-seconds of video" if seconds else ""))  # fmt: skip
     for key, what in (("faces", "faces"), ("screen_time", "screen time")):
         a = s["overall"][key]
         if a is None:
@@ -217,7 +241,7 @@ def _report(result: Any, out: Path) -> None:
                            f"{100 * v['high']:.1f}]" for c, v in e.items())  # fmt: skip
         print(f"share of {what} ({a['lead']}): {shares}")
         print(f"  {a['notes'][0]}")
-    if s["overall"]["faces"] is None:
+    if s["overall"]["faces"] is None and s["model"]["classes"]:
         print(f"{inp['faces']} face(s): too few for an audit (raw counts in summary.md)")
     print(f"audit: {out / 'summary.md'} (and summary.json, faces.csv, plots/)")
     if "sample batch" in s["files"]:

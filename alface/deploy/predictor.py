@@ -81,6 +81,18 @@ class Predictor:
         raise NotImplementedError
 
 
+class DetectionOnly(Predictor):
+    """No classifier: every face gets no probabilities (K = 0); `alface predict --detect-only`
+    counts faces and screen time only."""
+
+    def __init__(self) -> None:
+        super().__init__((), 1)
+
+    def probs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, 0) float32."""
+        return np.zeros((len(crops), 0), np.float32)
+
+
 class TorchPredictor(Predictor):
     """A module taking float32 (B, 3, S, S) 0..255 (:class:`ExportNet`, or TorchScript)."""
 
