@@ -164,6 +164,7 @@ def test_export_matches_the_checkpoint_and_predicts_without_the_work_dir(run1, f
     per = card["heldout"]["metrics"]["per_class"]
     assert sum(r["n"] for r in per.values()) == len(held.ids)
     assert card["training_labels"] == {c: train_counts.get(c, 0) for c in CLASSES}
+    assert card["training_crops"] == {"of unknown origin": sum(train_counts.values())}
     assert "perceived" in card["labels"] and card["intended_use"]
     assert "precision" in (exp / "model_card.md").read_text()
 
@@ -210,3 +211,29 @@ def test_usage_errors_are_one_line(tmp_path, example_photos, capsys):
                  "--gold", "x.csv"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("alface predict: error:") for line in err)
+
+
+def test_detect_only_counts_faces_and_screen_time_without_a_model(run1, tmp_path):
+    out = tmp_path / "faces"
+    assert main(["predict", str(run1["clip"]), "--detect-only", "--save-crops", "--out",
+                 str(out)]) == 0  # fmt: skip
+    rows = _rows(out / "faces.csv")
+    assert [r["predicted"] for r in rows] == ["face"] * 4 and "p_White" not in rows[0]
+    assert [(f.name) for f in sorted((out / "crops").iterdir())] == [
+        f"f00000{i}.jpg" for i in range(1, 5)
+    ]  # fmt: skip
+    s = json.loads((out / "summary.json").read_text())
+    assert s["overall"]["raw_counts"] == {"face": 4} and s["overall"]["screen_seconds"] == 4.0
+    assert s["overall"]["faces"] is None and "detection only" in (out / "summary.md").read_text()
+
+
+def test_demo_video_of_the_photos(tmp_path, example_photos):
+    import av
+
+    from alface.commands.demo import slideshow
+
+    path = slideshow(sorted(example_photos.glob("*.jpg"))[:2], tmp_path / "v.mp4", 1.0, 10)
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 20 and frames[0].shape == (360, 640, 3)
+    assert np.abs(frames[0].astype(int) - frames[15].astype(int)).mean() > 10  # the next photo

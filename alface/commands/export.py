@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from typing import Any
 
 from alface.commands.common import add_overrides, add_workdir, open_workdir
 
@@ -27,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`alface predict --model DIR` corrects its counts without the work dir). The export is "
         "checked against the checkpoint (probabilities within 1e-4) before it is written."
     )
+
+
+def _crop_kinds(store: Any) -> dict[str, int]:
+    """How the labeled-train crops were made: cut by MTCNN, given as crops, or unknown."""
+    from alface.deploy.card import DETECTED, GIVEN
+
+    kinds = {s.id: s.kind for s in store.sources.all()}
+    items = store.items.get(store.items.ids("train"))
+    given = sum(kinds.get(i.source_id) == "crop" for i in items)
+    cut = sum(kinds.get(i.source_id) in ("image", "video") for i in items)
+    out = {DETECTED: cut, GIVEN: given, "of unknown origin": len(items) - cut - given}
+    return {k: v for k, v in out.items() if v}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             preprocess={k: v for k, v in asdict(wd.cfg.preprocess).items() if k in CARD_PREPROCESS},
             heldout=heldout, heldout_note=held.describe(classes),
             training_labels=wd.store.labels.class_counts("train"),
+            training_crops=_crop_kinds(wd.store),
             files=export_files(args.format, heldout is not None),
         )  # fmt: skip
         files = export_model(model, args.out, card, heldout, check)

@@ -27,6 +27,15 @@ PERCEIVED = (
     "belong to, under the labeling guidelines, not a person's self-identification. The model "
     "learns those judgements, with their disagreements and biases."
 )
+GIVEN = "given as crops (preprocess --cropped)"
+DETECTED = "cut by MTCNN (alface preprocess)"
+CROP_WARNING = (
+    "**Caution:** part of the training set are crops given as they were, not cut by MTCNN the "
+    "way `alface predict` cuts faces from photos and video. A model trained on other crops sees "
+    "other faces at predict time: on synthetic programmes, a UTKFace model trained on the chips "
+    "as given put 0-30 % of White faces in White (docs/BENCHMARKS.md). Prefer crops cut by "
+    "`alface preprocess` from footage like the footage to audit."
+)
 INPUT_LAYOUT = "float32 (B, 3, S, S), RGB, pixel values 0..255 (the graph normalises them)"
 RESIZE = "each face crop resized whole to S x S, bilinear (Pillow), no further crop"
 
@@ -75,6 +84,7 @@ def build_card(
     heldout_note: str,
     training_labels: Mapping[str, int],
     files: Mapping[str, str],
+    training_crops: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The model card as plain data (``model_card.json``)."""
     perf = None
@@ -91,6 +101,7 @@ def build_card(
         "preprocess": dict(preprocess),
         "heldout": {"note": heldout_note, "metrics": perf},
         "training_labels": {c: int(training_labels.get(c, 0)) for c in classes},
+        "training_crops": dict(training_crops or {}),
         "intended_use": INTENDED_USE, "labels": PERCEIVED, "files": dict(files),
     }  # fmt: skip
 
@@ -133,6 +144,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     lines += ["## Training labels", "", "| class | labels |", "|---|---:|"]
     lines += [f"| {c} | {n} |" for c, n in counts.items()]
     lines += ["", f"{sum(counts.values())} labels in the training split when exported.", ""]
+    crops = card.get("training_crops") or {}
+    if crops:
+        lines += ["Training crops: " + ", ".join(f"{n} {k}" for k, n in crops.items()) + ".", ""]
+    if crops.get(GIVEN):
+        lines += [CROP_WARNING, ""]
     if card.get("check"):
         lines += [f"Checked at export: {card['check']}", ""]
     return "\n".join(lines)
