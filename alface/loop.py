@@ -420,7 +420,7 @@ class Loop:
         batch = self.store.runs.batch_of(it.id, "select")
         batch_ids = [e.item_id for e in self.store.runs.entries(batch.id)] if batch else []
         pool = self._pool_estimated()
-        info = record | {
+        info = record | pool["report"] | {
             "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
             "metric": self.cfg.loop.metric, "history": history,
             "balance": {
@@ -428,14 +428,11 @@ class Loop:
                 "batch": dict(Counter(self.store.labels.resolved(batch_ids).values())),
                 "labeled": self.store.labels.class_counts(("train", "val", "overfit", "itval")),
             },
-            "balance_intervals": {"pool (estimated)": pool["intervals"]},
-            "pool_audit": pool["audit"],
         }  # fmt: skip
         iteration_report(self.wd.path(REPORTS_DIR, f"r{r}-i{i}", mkdir=True), info)
 
     def _pool_estimated(self) -> dict[str, Any]:
-        """The scored pool's group shares, corrected with the labeled itval set (PPI), with
-        their intervals; the previous model's argmax count was biased (alface.audit.pool)."""
+        """The scored pool's group shares, corrected (alface.audit.pool), not its argmax count."""
         from alface.audit.pool import pool_balance
 
         return pool_balance(self.store, self._scoring(), self.cfg.labels.classes, self.cfg.seed)

@@ -183,7 +183,7 @@ def one_programme(
     blank = label_sample(out, truth, gold)
     run(["predict", *common, "--gold", str(gold)])
     s2 = json.loads((out / "summary.json").read_text())
-    rec: dict[str, Any] = {"name": name, "faces": s1["inputs"]["faces"], "gold_blank": blank,
+    rec: dict[str, Any] = {"name": name, "n_faces": s1["inputs"]["faces"], "gold_blank": blank,
                            "truth_faces": t_faces.tolist(), "truth_time": t_time.tolist(),
                            "predict_seconds": round(seconds, 1)}  # fmt: skip
     for key, t in (("faces", t_faces), ("screen_time", t_time)):
@@ -269,7 +269,7 @@ def main() -> None:
             rec = one_programme(args, out / "work", plan, out, f"{mix}-{p}")
             records.append({"mix": mix, "programme": p, **rec})
             f, t = rec["faces"], rec["screen_time"]
-            print(f"{mix} {p}: {rec['faces']} faces, predict {rec['predict_seconds']} s; MAE faces "
+            print(f"{mix} {p}: {rec['n_faces']} faces, predict {rec['predict_seconds']} s; MAE faces "
                   + ", ".join(f"{m} {100 * np.mean(f[m]['abs_err']):.1f}" for m in METHODS)
                   + f"; screen time lead {100 * np.mean(t['lead']['abs_err']):.1f}", flush=True)  # fmt: skip
     md = {k: table(records, list(mixes), k) for k in ("faces", "screen_time")}

@@ -237,3 +237,13 @@ def test_demo_video_of_the_photos(tmp_path, example_photos):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 20 and frames[0].shape == (360, 640, 3)
     assert np.abs(frames[0].astype(int) - frames[15].astype(int)).mean() > 10  # the next photo
+
+
+def test_config_overrides_after_the_options_apply(run1, tmp_path, example_photos):
+    out = tmp_path / "o"
+    photo = str(example_photos / "race_Middle_Eastern.jpg")  # its face is ~130 px
+    assert main(["predict", str(run1["root"]), photo, "--out", str(out), *FAST,
+                 "preprocess.min_face_size=400"]) == 0  # fmt: skip
+    s = json.loads((out / "summary.json").read_text())
+    assert s["inputs"]["faces"] == 0 and s["inputs"]["too_small"] == 1
+    assert s["settings"]["preprocess"]["min_face_size"] == 400

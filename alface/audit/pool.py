@@ -21,6 +21,7 @@ import numpy as np
 from alface.audit.quantify import DEFAULT_THRESHOLD, Audit, audit_shares
 from alface.store import Scoring, Store
 
+POOL = "pool (estimated)"  # the pool's name in the iteration report's class balance
 N_BOOT = 300  # bootstrap replicates: the pool can be large, and PPI (no bootstrap) leads
 
 
@@ -65,19 +66,29 @@ def pool_audit(
 
 
 def pool_balance(
-    store: Store, scoring: Scoring, classes: Sequence[str], seed: int = 0
+    store: Store, scoring: Scoring, classes: Sequence[str], seed: int = 0, name: str = POOL
 ) -> dict[str, Any]:
     """For a report: ``counts`` (the lead estimate's shares times the pool's size, per class),
-    ``intervals`` (per class (low, high) shares) and ``audit`` (plain data, with ``n_pool``
-    and ``n_gold``); empty values when the scoring is gone."""
+    ``intervals`` (per class (low, high) shares), ``audit`` (plain data, with ``n_pool`` and
+    ``n_gold``) and ``report`` (the iteration report's keys: ``balance_intervals`` {``name``:
+    intervals} and ``pool_audit``); empty values when the scoring is gone."""
     audit = pool_audit(store, scoring, classes, seed)
     if audit is None:
-        return {"counts": {}, "intervals": {}, "audit": None}
+        return {"counts": {}, "intervals": {}, "audit": None,
+                "report": {"balance_intervals": {}, "pool_audit": None}}  # fmt: skip
     e = audit.estimates[audit.lead]
     n_gold = int((audit.estimates["ppi"].info["n_gold"]) if "ppi" in audit.estimates else 0)
+    intervals = {
+        c: (float(lo), float(hi)) for c, lo, hi in zip(classes, e.low, e.high, strict=True)
+    }
+    plain = audit.to_dict() | {
+        "n_pool": audit.n_faces,
+        "n_gold": n_gold,
+        "scoring": scoring.id,
+        "model": scoring.model_id,
+    }
     return {
         "counts": {c: round(float(s) * audit.n_faces, 1) for c, s in zip(classes, e.shares, strict=True)},
-        "intervals": {c: (float(lo), float(hi)) for c, lo, hi in zip(classes, e.low, e.high, strict=True)},
-        "audit": audit.to_dict() | {"n_pool": audit.n_faces, "n_gold": n_gold,
-                                    "scoring": scoring.id, "model": scoring.model_id},
+        "intervals": intervals, "audit": plain,
+        "report": {"balance_intervals": {name: intervals}, "pool_audit": plain},
     }  # fmt: skip

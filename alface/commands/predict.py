@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the sample and bootstrap seed")
     parser.add_argument("--min-faces", type=int, default=30, metavar="N",
                         help="sources with fewer faces get raw counts only (30)")  # fmt: skip
+    parser.set_defaults(overrides=[])  # key=value after the options land here (cli.main)
     parser.epilog = (
         "Nothing is added to the work dir unless --add-to-pool. Each input that cannot be used "
         "is reported on one line and counted in the summary; the run goes on. Exit code 0: every "
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from alface.deploy.predictor import is_export
     from alface.store import DB_NAME
 
-    items, args.overrides = split_inputs(args.inputs)
+    items, overrides = split_inputs(args.inputs)
+    args.overrides = [*overrides, *args.overrides]
     root = Path(items[0]) if items else None
     if root is not None and (root / DB_NAME).is_file():
         args.workdir, inputs = str(root), items[1:]

@@ -24,7 +24,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from alface.faces.detect import (
 from alface.faces.images import ImageError, decoding, detection_copy, load_image
 from alface.faces.pipeline import file_hash
 from alface.faces.report import Problem
+from alface.faces.scan_report import ScanReport
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.progress import ProgressFn
 
@@ -67,52 +68,6 @@ class FoundFace:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
     prob: float | None  # MTCNN's probability (None for a given crop)
     crop: np.ndarray  # (S, S, 3) uint8 RGB (S = preprocess.crop_size; a given crop: as it is)
-
-
-@dataclass
-class ScanReport:
-    """What a scan did: files, frames and faces, and each file it could not use."""
-
-    images: int = 0
-    videos: int = 0
-    frames: int = 0  # video frames searched for faces
-    faces: int = 0
-    no_face: int = 0  # files without a kept face
-    too_small: int = 0
-    improbable: int = 0
-    duplicates: int = 0  # inputs with the same content as an earlier one, not scanned again
-    durations: dict[str, float] = field(default_factory=dict)  # video -> seconds decoded
-    failed: list[Problem] = field(default_factory=list)
-    broken: list[Problem] = field(default_factory=list)  # videos kept up to a break
-
-    def status(self) -> str:
-        """The short text beside the progress bar."""
-        return f"{self.faces} faces" + (f", {len(self.failed)} failed" if self.failed else "")
-
-    def lines(self) -> list[str]:
-        """A few lines for people: files, frames, faces, and what failed."""
-        n = self.images + self.videos + len(self.failed) + self.duplicates
-        out = [
-            f"{n} input file(s): {self.images} image(s) and {self.videos} video(s) scanned, "
-            f"{len(self.failed)} failed, {self.duplicates} duplicate(s) skipped",
-            f"{self.faces} face(s)" + (f" in {self.frames} video frame(s)" if self.frames else "")
-            + f"; {self.no_face} file(s) without a face; dropped: {self.too_small} too small, "
-            f"{self.improbable} below min_prob",
-        ]  # fmt: skip
-        if self.broken:
-            out.append(f"{len(self.broken)} broken video(s): kept the frames before the break")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for summary.json."""
-        return {
-            "images": self.images, "videos": self.videos, "frames": self.frames,
-            "faces": self.faces, "no_face": self.no_face, "too_small": self.too_small,
-            "improbable": self.improbable, "duplicates": self.duplicates,
-            "failed": len(self.failed), "broken": len(self.broken),
-            "problems": [{"path": p.path, "reason": p.reason, "detail": p.detail}
-                         for p in [*self.failed, *self.broken]],
-        }  # fmt: skip
 
 
 def video_rate(path: Path) -> tuple[float, float | None]:
