@@ -33,6 +33,7 @@ COMMANDS = {
     "loop": "alface.commands.loop",
     "status": "alface.commands.status",
     "review": "alface.commands.review",
+    "label": "alface.commands.label",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
     "predict": "alface.commands.predict",

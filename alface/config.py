@@ -37,6 +37,15 @@ class LabelsConfig:
     name: str = "race"
     classes: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
 
+    def __post_init__(self) -> None:
+        from alface.classes import UNUSABLE
+
+        if any(c.strip().casefold() == UNUSABLE for c in self.classes):
+            raise ConfigError(
+                f"labels.classes: {UNUSABLE!r} is an answer of its own (a face that cannot be "
+                "labeled), not a class name; rename that class"
+            )
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -141,11 +150,13 @@ class SelectConfig:
     kmeans_iters: int = 20
     kmeans_points_per_centroid: int = 256  # k-means trains on a sample of k x this; 0: all
     kmeans_init: Literal["k-means++", "random"] = "k-means++"
+    kmeans_redo: int = 3  # k-means runs from different seedings; the lowest objective is kept
     near: float = 0.4
     far: float = 0.4
     random: float = 0.2
     score_batch_size: int = 256  # images per forward pass when the model scores the pool
     uncertainty_chunk: int = 262144  # rows of probabilities per uncertainty chunk
+    max_per_group: int = 1  # faces of one person group (track, near-duplicates) per batch
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,9 @@ class AnnotateConfig:
     drift_warning: float = 0.25
     guidelines: str | None = None
     sheet_thumb: int = 96
+    show_guess: bool = True  # the labeling page shows the model's guess (select batches)
+    show_guess_pairs: bool = False  # ... also on faces sent to two annotators
+    show_guess_itval: bool = False  # ... also on the iteration-validation set
 
 
 @dataclass(frozen=True)

@@ -188,11 +188,14 @@ class Loop:
         for batch_id, ids in pending.items():
             b = self.store.runs.batch(batch_id)
             lines.append(f"  batch {batch_id} ({b.kind}): {len(ids)} in {root / str(b.out_dir)}")
+        if waiting := self.store.runs.progress().waiting:
+            lines.append(f"  {waiting} of them labeled once, waiting for a second annotator")
         if queue := self.store.labels.review_queue():
             lines.append(f"  {len(queue)} in the review queue: alface review {root} --out DIR")
         lines.append(
-            f"label them (batch.csv or Label Studio), then: alface import-labels {root} FILE"
-            f" --annotator NAME; then run `alface loop {root}` again"
+            f"label them on the page (alface label {root}), or in batch.csv or Label Studio and"
+            f" then: alface import-labels {root} FILE --annotator NAME; then run"
+            f" `alface loop {root}` again"
         )
         return lines
 
@@ -397,6 +400,7 @@ class Loop:
         m = self.cfg.loop.metric
         return {
             "labels_used": len(self.store.labels.resolved()),
+            "unusable": len(self.store.labels.unusable()),
             "metrics": metrics,
             "checks": {
                 "metric": m,

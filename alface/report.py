@@ -263,8 +263,10 @@ def iteration_report(
 
 def _headline(info: Mapping[str, Any]) -> str:
     where = " · ".join(f"{k} {info[k]}" for k in ("round", "iteration") if info.get(k) is not None)
+    unusable = f" ({int(info['unusable']):,} faces unusable)" if info.get("unusable") else ""
     head = (
-        f"{where + ' · ' if where else ''}{int(info['labels_used']):,} labels · {info['decision']}"
+        f"{where + ' · ' if where else ''}{int(info['labels_used']):,} labels{unusable} · "
+        f"{info['decision']}"
     )
     reason = info.get("stop_reason")
     return "\n".join(textwrap.wrap(f"{head}: {reason}" if reason else head, 110))

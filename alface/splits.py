@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from alface.errors import AlfaceError
+from alface.select.quotas import largest_remainder
 from alface.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,20 +38,14 @@ def allocate(counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
     total = int(counts.sum())
     if not 0 <= n <= total:
         raise SplitError(f"cannot draw {n} of {total} items")
-    if n == total:
-        return counts.copy()
-    quota = n * counts / max(total, 1)
-    alloc = np.floor(quota).astype(np.int64)
-    nonempty = counts > 0
-    if n >= nonempty.sum():
-        alloc = np.where(nonempty, np.maximum(alloc, 1), 0)
     tiebreak = rng.random(len(counts))
-    while alloc.sum() > n:  # the minimum of one pushed us over: take from the most over quota
-        over = np.where(alloc > 1, alloc - quota, -np.inf)
-        alloc[np.lexsort((tiebreak, over))[-1]] -= 1
-    while alloc.sum() < n:
-        room = np.where(alloc < counts, quota - alloc, -np.inf)
-        alloc[np.lexsort((tiebreak, room))[-1]] += 1
+    alloc = largest_remainder(n, counts, counts, tiebreak)
+    if n >= (counts > 0).sum():  # every group gets one, taken from the most over its quota
+        quota = n * counts / max(total, 1)
+        for k in np.flatnonzero((counts > 0) & (alloc == 0)):
+            over = np.where(alloc > 1, alloc - quota, -np.inf)
+            alloc[np.lexsort((-tiebreak, over))[-1]] -= 1
+            alloc[k] = 1
     return alloc
 
 

@@ -126,7 +126,7 @@ def run_sklearn(emb, probs, args) -> dict[str, Any]:
 def alface_stages(emb, probs, args, full: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     """The alface pipeline again, stage by stage through the public functions: its PCA output
     and k-means distances (for quality) and the seconds of each stage."""
-    from alface.select import kmeans, pca_reduce, pick_near_far_random, score_pool, top_m
+    from alface.select import kmeans, pca_reduce, pick_near_far_random, top_m, uncertainty_scores
 
     seeds = np.random.SeedSequence(0).generate_state(3)  # as select_batch derives them
     device, gpus = devices(args)
@@ -136,7 +136,7 @@ def alface_stages(emb, probs, args, full: bool) -> tuple[np.ndarray, np.ndarray,
         nonlocal t
         stages[name], t = time.perf_counter() - t, time.perf_counter()
 
-    scores = score_pool("entropy", probs, device=device)
+    scores = uncertainty_scores("entropy", probs, device=device)
     lap("uncertainty")
     candidates = top_m(scores, int(np.ceil(args.top_m * len(probs))), ordered=False)
     lap("top_m")

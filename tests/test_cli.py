@@ -7,6 +7,7 @@ from alface.cli import COMMANDS, main
 
 DESIGN_COMMANDS = [
     "init", "preprocess", "import-labels", "select", "train", "loop", "status", "benchmark",
+    "label",
 ]  # fmt: skip
 
 

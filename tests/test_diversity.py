@@ -220,3 +220,57 @@ def test_pca_with_torch_gives_the_numpy_components():
     for sample in (0, 20):
         with pytest.raises(DiversityError, match=r"NaN/inf in 1 row\(s\), first: \[302\]"):
             pca_reduce(x, 3, sample=sample, seed=1, rows=rows, device="cpu")
+
+
+def test_the_whole_batch_keeps_40_40_20_within_one_item():
+    # Five clusters of 4: rounding each alone gives 2/1/1 (near wins the tie with far), so a
+    # batch of 10/5/5 (50/25/25 %); shared at batch level it is 8/8/4.
+    assign = np.repeat(np.arange(5), 30)
+    dist = np.tile(np.arange(30, dtype=np.float64), 5)
+    _, reasons, clusters = pick_near_far_random(assign, dist, 20, rng=np.random.default_rng(0))
+    assert Counter(reasons) == {"near": 8, "far": 8, "random": 4}
+    assert sorted(Counter(clusters.tolist()).values()) == [4] * 5
+    # Unequal clusters, B = 100: 40/40/20 exactly, each cluster within one of its share.
+    sizes = np.array([3, 7, 11, 13, 17, 19, 23, 29, 31, 37]) * 10
+    assign = np.repeat(np.arange(10), sizes)
+    dist = np.random.default_rng(1).random(len(assign))
+    _, reasons, clusters = pick_near_far_random(assign, dist, 100, rng=np.random.default_rng(0))
+    assert Counter(reasons) == {"near": 40, "far": 40, "random": 20}
+    for c in range(10):
+        mine = Counter(r for r, k in zip(reasons, clusters, strict=True) if k == c)
+        q = sum(mine.values())
+        for why, f in (("near", 0.4), ("far", 0.4), ("random", 0.2)):
+            assert abs(mine[why] - q * f) < 1, (c, mine)
+
+
+def ten_blobs(seed, spread=1.0):
+    """Ten blobs 14 apart in 16 dims, 100 points each: well separated."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat(np.eye(10, 16) * 10.0, 100, axis=0) + spread * rng.standard_normal((1000, 16))
+    return x.astype(np.float32), np.repeat(np.arange(10), 100)
+
+
+@pytest.mark.parametrize(("spread", "allowed"), [(0.5, 0), (1.0, 2)])
+def test_kmeans_does_not_merge_well_separated_blobs(spread, allowed):
+    # One FAISS k-means++ run (the old default) merged two blobs in 3 (spread 0.5) and 12
+    # (spread 1) of these 30 seeds; three greedy k-means++ runs, the default, in 0 and 1
+    # (0 % and 0.2 % of 1,000 seeds: benchmarks/kmeans_merges.py).
+    merged = 0
+    for seed in range(30):
+        x, blob = ten_blobs(seed, spread)
+        assign, _, _ = kmeans(x, 10, 20, seed=seed)
+        merged += any(len(set(blob[assign == c])) > 1 for c in np.unique(assign))
+    assert merged <= allowed
+
+
+def test_kmeanspp_seeds_cover_the_blobs_and_survive_duplicates():
+    from alface.select.diversity import kmeanspp_seeds
+
+    x, blob = ten_blobs(0)
+    seeds = kmeanspp_seeds(x, 10, np.random.default_rng(0))
+    nearest = ((x[:, None, :] - seeds[None]) ** 2).sum(-1).argmin(0)  # row closest to each seed
+    assert sorted(blob[nearest].tolist()) == list(range(10))
+    same = np.ones((5, 3), dtype=np.float32)
+    assert kmeanspp_seeds(same, 4, np.random.default_rng(0)).shape == (4, 3)
+    with pytest.raises(DiversityError, match="redo"):
+        kmeans(x, 10, 20, redo=0)

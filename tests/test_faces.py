@@ -259,6 +259,30 @@ def test_frame_sampler_truncated_matroska_and_indexless_mp4(tmp_path, astronaut)
         list(video.FrameSampler(tmp_path / "late_cut.mp4", every_n=1))
 
 
+def test_read_frame_is_the_samplers_frame_with_sparse_keyframes(tmp_path, astronaut):
+    """The labeling page shows the frame a face came from: the same pixels the sampler gave,
+    found by seeking (keyframes every 12 frames here), in MPEG-4 and Matroska."""
+    frames = moving_frames(astronaut, n=30, side=64)
+    for name in ("v.mp4", "v.mkv"):
+        with av.open(str(tmp_path / name), "w") as out:
+            stream = out.add_stream("mpeg4", rate=25)
+            stream.height, stream.width, stream.pix_fmt = 64, 64, "yuv420p"
+            stream.codec_context.gop_size = 12
+            for f in frames:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            out.mux(stream.encode())
+        sampled = dict(video.FrameSampler(tmp_path / name, every_n=1))
+        for k in (0, 1, 11, 12, 13, 29):
+            assert np.array_equal(video.read_frame(tmp_path / name, k), sampled[k]), (name, k)
+        with pytest.raises(video.VideoError, match="no frame 30"):
+            video.read_frame(tmp_path / name, 30)
+        assert video.frame_rate(tmp_path / name) == 25.0
+    (tmp_path / "x.mp4").write_text("not a video")
+    with pytest.raises(video.VideoError):
+        video.read_frame(tmp_path / "x.mp4", 0)
+    assert video.frame_rate(tmp_path / "x.mp4") is None
+
+
 def test_frame_sampler_refuses_non_videos(tmp_path):
     (tmp_path / "x.mp4").write_text("not a video")
     with pytest.raises(video.VideoError):

@@ -205,17 +205,18 @@ def test_label_studio_round_trip(wd, tmp_path):
     anns = {k: [(7, truth[k])] for k in range(6)}
     anns[0].append(({"id": 8, "email": "bob@lab.org"}, "Black"))  # paired, agrees
     anns[1].append(({"id": 8, "email": "bob@lab.org"}, "White"))  # paired, disagrees
-    anns[2].append((9, "~Others"))  # cancelled: ignored
+    anns[2].append((9, "~Others"))  # cancelled (Skip): answers unusable, against ls:7's White
     del tasks[5]["data"]["item"]  # only the image URL left: resolved from its path
     f = tmp_path / "export.json"
     f.write_text(json.dumps(_ls_export(tasks, anns)))
     r = _import(wd, f)
     assert not r.rejected, r.problems
-    assert r.n_imported == 8 and r.annotators == ["ls:7", "ls:bob@lab.org"]
+    assert r.n_imported == 9 and r.annotators == ["ls:7", "ls:9", "ls:bob@lab.org"]
     assert r.n_blank == 1  # task 7 not labeled yet
-    expect = {i: t for k, (i, t) in enumerate(zip(ids, truth, strict=False)) if k != 1}
+    expect = {i: t for k, (i, t) in enumerate(zip(ids, truth, strict=False)) if k not in (1, 2)}
     assert wd.store.labels.resolved(ids) == expect
-    assert wd.store.labels.review_queue() == [ids[1]]
+    assert wd.store.labels.review_queue() == [ids[1], ids[2]]
+    assert {a.label for a in wd.store.labels.annotations([ids[2]])} == {"White", "unusable"}
 
 
 def test_label_studio_bad_tasks_are_problems(wd, tmp_path):

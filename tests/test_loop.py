@@ -108,7 +108,9 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
     pool1, pool2 = _files(utk_dir, 0, 400), _files(utk_dir, 3, 200)
     root = _workdir(tmp_path / "wd", pool1)
     truth = _oracle_csv(tmp_path / "truth.csv", pool1)
-    assert main(["loop", str(root), "--oracle", str(truth)]) == 0
+    # itval sets of 60 faces move by 0.017 a face: a gain above 0.25 in one batch of 40 is out of
+    # reach, so round 1 stalls whatever the draws (at 0.05 it depends on them)
+    assert main(["loop", str(root), "--oracle", str(truth), "loop.improve_threshold=0.25"]) == 0
     out = capsys.readouterr().out
     assert "add a new unlabeled pool" in out and "round 1 iteration 1" in out
     ((reason1, its1),) = _rounds(root)

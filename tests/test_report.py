@@ -123,6 +123,13 @@ def test_iteration_report_writes_json_and_png(tmp_path):
     assert data["balance"]["batch"]["Black"] == 15 and data["files"] == {"png": "iter_002.png"}
 
 
+def test_iteration_report_headline_counts_unusable_faces():
+    from alface.report import _headline
+
+    assert "300 labels · stop" in _headline(_info())
+    assert "300 labels (7 faces unusable) · stop" in _headline(_info() | {"unusable": 7})
+
+
 def test_iteration_report_without_confusion_or_history(tmp_path):
     info = {k: v for k, v in _info().items() if k not in ("history", "round", "iteration")}
     info["metrics"] = {"itval": {"acc": 0.5, "macro_f1": 0.4}}

@@ -11,7 +11,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from alface.select import kmeans, pca_reduce, score_pool, top_m
+from alface.select import kmeans, pca_reduce, top_m, uncertainty_scores
 
 
 def probs_with_zeros():
@@ -35,7 +35,7 @@ def loop_scores(row):
 
 def test_entropy_matches_scipy():
     p = probs_with_zeros()
-    ours = score_pool("entropy", p, batch_size=64)
+    ours = uncertainty_scores("entropy", p, batch_size=64)
     np.testing.assert_allclose(ours, scipy_entropy(p.astype(np.float64), base=2, axis=1), atol=1e-5)
 
 
@@ -43,11 +43,11 @@ def test_entropy_matches_scipy():
 def test_heuristics_match_a_plain_loop(name):
     p = probs_with_zeros()
     expected = [loop_scores(row)[name] for row in p]
-    np.testing.assert_allclose(score_pool(name, p, batch_size=50), expected, atol=1e-5)
+    np.testing.assert_allclose(uncertainty_scores(name, p, batch_size=50), expected, atol=1e-5)
 
 
 def test_top_m_matches_a_sort():
-    s = score_pool("entropy", probs_with_zeros())
+    s = uncertainty_scores("entropy", probs_with_zeros())
     expected = sorted(range(len(s)), key=lambda i: (-float(s[i]), i))[:40]
     assert top_m(s, 40).tolist() == expected
 

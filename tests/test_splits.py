@@ -151,7 +151,12 @@ def test_draw_itval_set_is_cluster_stratified_with_embeddings(labeled_wd):
     emb += np.random.default_rng(0).normal(scale=0.1, size=emb.shape).astype(np.float32)
     cfg = cfg.replace("select.n_clusters=2", "data.itval_size=8")
     picked = splits.draw_itval_set(
-        store, cfg.data.itval_size, np.random.default_rng(0), 1, embeddings=(pool, emb)
+        store,
+        cfg.data.itval_size,
+        np.random.default_rng(0),
+        1,
+        embeddings=(pool, emb),
+        n_clusters=cfg.select.n_clusters,
     )
     assert np.isin(picked, pool[24:]).sum() == 2 and np.isin(picked, pool[:24]).sum() == 6
     cfg = cfg.replace("data.itval_size=1000")

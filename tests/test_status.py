@@ -13,14 +13,19 @@ CLASSES = Config().labels.classes
 
 @pytest.fixture
 def wd(tmp_path):
-    """20 faces: 10 labeled and promoted, one disagreement, an open batch, a stopped iteration."""
+    """20 faces: 10 labeled and promoted, one disagreement, an open batch (one face of it paired
+    and labeled once), one face unusable, a stopped iteration."""
     cfg = Config().replace("data.overfit_size=2", "data.val_fraction=0.3")
     w = make_workdir(tmp_path / "wd", n=20, cfg=cfg)
     store, ids = w.store, w.store.items.ids()
     with store.transaction("test"):
         store.labels.annotate([(int(i), CLASSES[k % 2], "ann") for k, i in enumerate(ids[:10])])
         store.labels.annotate([(int(ids[10]), CLASSES[0], "a"), (int(ids[10]), CLASSES[1], "b")])
-        store.runs.add_batch("select", [{"item_id": int(i)} for i in ids[11:14]])
+        store.runs.add_batch(
+            "select", [{"item_id": int(i), "annotators": 2 if i == ids[11] else 1}
+                       for i in ids[11:14]],
+        )  # fmt: skip
+        store.labels.annotate([(int(ids[11]), CLASSES[2], "a"), (int(ids[15]), "unusable", "a")])
         rid = store.runs.start_round()
         it0 = store.runs.add_iteration(rid, state="trained")
         store.runs.update_iteration(it0, metrics={"itval": {"macro_f1": 0.4}}, decision="continue")
@@ -49,7 +54,12 @@ def test_status_json_has_counts_round_metrics_and_stop(wd, capsys):
         "train": s["splits"]["train"], "val": s["splits"]["val"], "overfit": 2,
         "total": 10, "with_label": 10,
     }  # fmt: skip
-    assert s["batches"] == {"open": 1, "pending_items": 3} and s["review_queue"] == 1
+    assert s["batches"] == {"open": 1, "pending_items": 3, "waiting_second": 1}
+    assert s["review_queue"] == 1 and s["unusable"] == 1 and s["splits"]["unusable"] == 1
+    assert s["review_items"] == [
+        {"item": store.items.get([store.items.ids()[10]])[0].uid,
+         "labels": {"a": CLASSES[0], "b": CLASSES[1]}}
+    ]  # fmt: skip
     assert (
         s["round"]["id"] == 1 and s["round"]["state"] == "open" and s["round"]["n_iterations"] == 2
     )
@@ -70,8 +80,11 @@ def test_status_table_for_people(wd, capsys):
     assert main(["status", str(wd.root)]) == 0
     out = capsys.readouterr().out
     assert out.index("White") < out.index("Black")  # classes in the config's order
+    uid = wd.store.items.get([wd.store.items.ids()[10]])[0].uid
     for text in ("pool", "overfit", "White", "Black", "review queue: 1", "round 1 (closed",
-                 "itval: macro_f1 0.380", "last stop (round 1): target macro_f1 0.9 reached"):  # fmt: skip
+                 "itval: macro_f1 0.380", "last stop (round 1): target macro_f1 0.9 reached",
+                 "1 of them for a second annotator", "unusable: 1",
+                 "a / b: 1 faces, agreement 0.000, kappa", f"{uid}: a=White, b=Black"):  # fmt: skip
         assert text in out, text
 
 

@@ -1,4 +1,5 @@
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -182,3 +183,74 @@ def test_resolve_top_m(top, n, batch, expected):
 def test_resolve_top_m_refuses(top):
     with pytest.raises(SelectionError, match="top_m"):
         resolve_top_m(top, 100, 10)
+
+
+def copies_pool(groups=30, k=3, seed=0):
+    """``groups`` faces seen ``k`` times each: equal probabilities, embeddings a hair apart;
+    rows of a group are spread over the pool (row r belongs to group r % groups)."""
+    probs, emb = pool(n=groups, seed=seed)
+    rng = np.random.default_rng(seed)
+    emb = np.tile(emb, (k, 1)) + 0.01 * rng.standard_normal((groups * k, emb.shape[1]))
+    return np.tile(probs, (k, 1)), emb.astype(np.float32), np.tile(np.arange(groups), k)
+
+
+@pytest.mark.parametrize("name", list_strategies())
+def test_contract_every_strategy_keeps_the_group_cap(name):
+    probs, emb, groups = copies_pool()
+    sel = select_batch(name, probs, emb, B, CFG, seed=1, groups=groups)
+    assert len(sel) == B == len(set(sel.indices.tolist())) and sel.message == ""
+    assert len(set(groups[sel.indices].tolist())) == B  # at most one face of a person
+    again = select_batch(name, probs, emb, B, CFG, seed=1, groups=groups)
+    assert sel.indices.tolist() == again.indices.tolist() and sel.reasons == again.reasons
+    two = select_batch(name, probs, emb, B, replace(CFG, max_per_group=2), seed=1, groups=groups)
+    assert len(two) == B and max(Counter(groups[two.indices].tolist()).values()) <= 2
+    # Fewer groups than B / cap: the batch is every face the cap allows, and says so.
+    few = select_batch(name, probs, emb, 40, CFG, seed=1, groups=groups)
+    assert sorted(groups[few.indices].tolist()) == list(range(30))
+    assert few.message == (
+        "30 faces allowed at select.max_per_group=1 in 30 groups of a pool of 90: "
+        "batch of 30, not 40"
+    )
+
+
+def test_without_the_cap_the_copies_pool_repeats_people():
+    probs, emb, groups = copies_pool()
+    for name in ("uncertainty", "entropy_diversity"):
+        sel = select_batch(name, probs, emb, B, CFG, seed=1)
+        assert len(set(groups[sel.indices].tolist())) < B, name
+    # With the cap, the method still picks among the most uncertain people.
+    sel = select_batch("entropy_diversity", probs, emb, B, CFG, seed=1, groups=groups)
+    h = -(probs[:30] * np.log2(np.where(probs[:30] > 0, probs[:30], 1))).sum(1)
+    top = set(np.argsort(-h, kind="stable")[:15].tolist())  # top_m = 0.5 of 30 people
+    assert set(groups[sel.indices].tolist()) <= top
+
+
+def test_a_strategy_that_breaks_the_cap_is_refused():
+    @register_strategy("first_rows_cap_test")
+    def first_rows(pool):
+        b = pool.batch_size
+        return np.arange(b), ["first"] * b, np.full(b, -1), None
+
+    try:
+        probs, emb, groups = copies_pool()
+        by_three = np.arange(90) // 3  # rows 0-2 one group, 3-5 the next ...
+        with pytest.raises(SelectionError, match="took 3 faces of one group; .* allows 1"):
+            select_batch("first_rows_cap_test", probs, emb, 10, CFG, seed=0, groups=by_three)
+    finally:
+        del _REGISTRY["first_rows_cap_test"]
+    with pytest.raises(SelectionError, match=r"groups must be an int array of shape \(90,\)"):
+        select_batch("random", probs, emb, B, CFG, seed=0, groups=groups[:5])
+    with pytest.raises(SelectionError, match="max_per_group must be >= 1, got 0"):
+        select_batch("random", probs, emb, B, replace(CFG, max_per_group=0), seed=0, groups=groups)
+
+
+@pytest.mark.parametrize("name", ["random", "diversity"])
+def test_a_nan_row_is_refused_whatever_the_seed(name):
+    # The old code checked only the picked rows' probabilities: the NaN row raised for a few
+    # seeds and passed silently for the others.
+    probs, emb = pool()
+    probs[77] = np.nan
+    ids = [f"item-{i}" for i in range(N)]
+    for seed in range(10):
+        with pytest.raises(UncertaintyError, match="1 item\\(s\\): item-77"):
+            select_batch(name, probs, emb, B, CFG, seed=seed, ids=ids)

@@ -11,8 +11,8 @@ from alface.select.uncertainty import (
     least_confidence,
     margin,
     ratio,
-    score_pool,
     top_m,
+    uncertainty_scores,
 )
 
 # Rows and their scores worked out by hand (log2 0.7 = -0.514573, log2 0.2 = -2.321928,
@@ -62,21 +62,21 @@ def test_one_class_is_refused():
 
 
 @pytest.mark.parametrize("name", sorted(HEURISTICS))
-def test_score_pool_chunks_equal_one_pass(name):
+def test_uncertainty_scores_chunks_equal_one_pass(name):
     p = dirichlet_probs(1003, 5, seed=1)
     whole = HEURISTICS[name](p)
-    chunked = score_pool(name, p, batch_size=100)
+    chunked = uncertainty_scores(name, p, batch_size=100)
     assert chunked.dtype == np.float32 and chunked.shape == (1003,)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)
 
 
-def test_score_pool_reads_a_memmap_and_reports_progress(tmp_path):
+def test_uncertainty_scores_reads_a_memmap_and_reports_progress(tmp_path):
     p = dirichlet_probs(500, 7, seed=2)
     path = tmp_path / "probs.f32"
     p.tofile(path)
     mm = np.memmap(path, dtype=np.float32, mode="r", shape=p.shape)
     seen = []
-    got = score_pool("entropy", mm, batch_size=128, device="cpu", progress=seen.append)
+    got = uncertainty_scores("entropy", mm, batch_size=128, device="cpu", progress=seen.append)
     np.testing.assert_allclose(got, entropy(p), rtol=1e-6)
     assert seen == [128, 128, 128, 116]
 
@@ -88,23 +88,23 @@ def test_bad_rows_name_the_items(bad):
     p[13, :] = np.nan
     ids = [f"face-{i}" for i in range(20)]
     with pytest.raises(UncertaintyError, match="2 item.*face-7, face-13") as e:
-        score_pool("margin", p, batch_size=8, ids=ids)
+        uncertainty_scores("margin", p, batch_size=8, ids=ids)
     assert "\n" not in str(e.value)
     with pytest.raises(UncertaintyError, match=r": 7, 13$"):
-        score_pool("entropy", p, batch_size=8)
+        uncertainty_scores("entropy", p, batch_size=8)
 
 
 def test_rows_must_sum_to_one():
     p = np.array([[0.5, 0.5], [0.3, 0.3], [0.6, 0.4]], dtype=np.float32)
     with pytest.raises(UncertaintyError, match="1 item.*: 1$"):
-        score_pool("entropy", p)
+        uncertainty_scores("entropy", p)
     p[1] = [0.5, 0.5004]  # within the tolerance
-    assert np.isfinite(score_pool("entropy", p)).all()
+    assert np.isfinite(uncertainty_scores("entropy", p)).all()
 
 
 def test_unknown_heuristic_lists_the_valid_ones():
     with pytest.raises(UncertaintyError, match="entropy, least_confidence, margin, ratio"):
-        score_pool("bald", dirichlet_probs(3, 3))
+        uncertainty_scores("bald", dirichlet_probs(3, 3))
 
 
 def test_top_m_highest_first_ties_by_index():
@@ -127,19 +127,19 @@ def test_top_m_matches_a_stable_sort():
 def test_equal_rows_score_equal_anywhere_in_the_pool():
     p = np.tile(np.array([[0.3, 0.3, 0.2, 0.1, 0.05, 0.05]], dtype=np.float32), (1000, 1))
     for name in HEURISTICS:
-        assert np.unique(score_pool(name, p, batch_size=333)).size == 1, name
+        assert np.unique(uncertainty_scores(name, p, batch_size=333)).size == 1, name
 
 
 @pytest.mark.gpu
-def test_score_pool_on_cuda_matches_cpu():
+def test_uncertainty_scores_on_cuda_matches_cpu():
     from alface.device import cuda_count
 
     if not cuda_count():
         pytest.skip("no CUDA device")
     p = dirichlet_probs(5000, 7, seed=4)
     for name in HEURISTICS:
-        gpu = score_pool(name, p, batch_size=1024, device="cuda")
-        np.testing.assert_allclose(gpu, score_pool(name, p), rtol=1e-5, atol=1e-6)
+        gpu = uncertainty_scores(name, p, batch_size=1024, device="cuda")
+        np.testing.assert_allclose(gpu, uncertainty_scores(name, p), rtol=1e-5, atol=1e-6)
     p[17] = np.nan
     with pytest.raises(UncertaintyError, match=": 17$"):
-        score_pool("entropy", p, device="cuda")
+        uncertainty_scores("entropy", p, device="cuda")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from alface.annotate import AnnotationError
 from alface.annotate.record import LabelRow, RowProblem
+from alface.classes import UNUSABLE
 
 ITEM_COLUMNS = ("item", "label")
 ITEM_ALIASES = ("item", "path")  # a labels CSV of a data set names its column "path"
@@ -95,8 +96,8 @@ def _delimiter(header: str) -> str:
 def read_label_studio(text: str) -> tuple[list[LabelRow], list[RowProblem], int]:
     """Rows of a Label Studio JSON export (one per submitted annotation with a choice).
 
-    Returns rows, problems and the number of tasks. Cancelled (skipped) annotations give no
-    row; a task without any label gives one blank row.
+    Returns rows, problems and the number of tasks. A cancelled (skipped) annotation answers
+    ``unusable``; a task without any label gives one blank row.
     """
     try:
         data = json.loads(text)
@@ -145,11 +146,13 @@ def task_item(data: dict[str, Any]) -> str:
 def _annotation_row(
     number: int, ref: str, kind: Any, ann: Any
 ) -> tuple[LabelRow | None, str | None]:
-    """One annotation as a row, or the reason it is unusable; (None, None) when it is empty."""
+    """One annotation as a row, or why it cannot be read; (None, None) when it is empty."""
     if not isinstance(ann, dict) or not isinstance(ann.get("result", []), list):
         return None, "an annotation is not an object with a 'result' list"
-    if ann.get("was_cancelled"):
-        return None, None
+    who = annotator_name(ann.get("completed_by"))
+    kind = kind if isinstance(kind, str) else None
+    if ann.get("was_cancelled"):  # Skip in Label Studio: the face cannot be labeled
+        return LabelRow(ref, UNUSABLE, annotator=who, kind=kind, row=number), None
     results = [
         r for r in ann.get("result", []) if isinstance(r, dict) and r.get("type") == "choices"
     ]
@@ -162,8 +165,6 @@ def _annotation_row(
     choices = (results[0].get("value") or {}).get("choices")
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], str):
         return None, f"expected exactly one choice, got {choices!r}"
-    who = annotator_name(ann.get("completed_by"))
-    kind = kind if isinstance(kind, str) else None
     return LabelRow(ref, choices[0].strip(), annotator=who, kind=kind, row=number), None
 
 

@@ -7,6 +7,10 @@ duplicates) before anything is written; then one transaction records the session
 annotations. A session with an idempotency key (a file's hash) that was recorded before changes
 nothing. Any bad row rejects the whole set unless ``skip_bad`` takes the good rows.
 
+An answer is a class of the label set or ``unusable`` (any case): not a face one can label.
+:func:`withdraw_labels` takes an annotator's labels back (the labeling page's undo), also as
+one session in one transaction.
+
 An item is named by its integer id, its uid, its crop path (as stored, relative to WORKDIR, or
 absolute), or the path of the source file it came from when that source yielded exactly one
 face (a photo labeled by its own file name).
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from alface.classes import canonical_label
+from alface.classes import UNUSABLE, canonical_answer
 from alface.store import Store
 
 ANNOTATION_KINDS = ("label", "review", "oracle")
@@ -81,6 +85,7 @@ class LabelReport:
     n_imported: int = 0  # new annotations written
     n_superseded: int = 0  # of those, replacing the same annotator's earlier label
     n_unchanged: int = 0  # the same label by the same annotator was already there
+    n_withdrawn: int = 0  # labels taken back (withdraw_labels)
     n_blank: int = 0  # rows with no label yet
     problems: list[RowProblem] = field(default_factory=list)
     duplicate: bool = False  # the session's key was recorded before: nothing changed
@@ -124,6 +129,36 @@ def record_labels(
     return report
 
 
+def withdraw_labels(store: Store, refs: Sequence[str | int], session: SessionSpec) -> LabelReport:
+    """Take back ``session.annotator``'s current labels (of ``session.annotation_kind``, default
+    label) of the items ``refs`` name, in one session and one transaction; the items are
+    resolved again. Unknown items reject the whole set (nothing changes)."""
+    report = LabelReport(session.name, session.format)
+    rows = [LabelRow(ref, "", row=n) for n, ref in enumerate(refs, 1)]
+    ids, report.problems = resolve_refs(store, rows)
+    who = (session.annotator or "").strip()
+    if not who:
+        report.problems.append(RowProblem(0, "", "no annotator: whose labels to take back?"))
+    report.n_rows = len(rows)
+    if report.problems:
+        report.rejected = True
+        return report
+    kind = session.annotation_kind or "label"
+    report.annotators = [who]
+    items = list(dict.fromkeys(ids.values()))
+    if not any(a.annotator == who and a.kind == kind for a in store.labels.annotations(items)):
+        return report  # nothing to take back: no session either
+    with store.transaction(session.kind):
+        report.session_id = store.labels.add_session(
+            session.kind, session.name, session.key, who, session.format, len(items)
+        )
+        report.n_withdrawn = sum(
+            store.labels.withdraw(item_id, who, kind, report.session_id) is not None
+            for item_id in items
+        )
+    return report
+
+
 def check_labels(
     store: Store,
     rows: Sequence[LabelRow],
@@ -140,11 +175,12 @@ def check_labels(
     out: dict[tuple[int, str, str], CheckedLabel] = {}
     conflicted: set[tuple[int, str, str]] = set()
     for r in labeled:
-        label = canonical_label(r.label, classes)
+        label = canonical_answer(r.label, classes)
         who = (r.annotator or session.annotator or "").strip()
         kind = (session.annotation_kind or r.kind or "label").strip().lower()
         why = (
-            f"unknown class {r.label!r}; classes are {', '.join(classes)}" if label is None
+            f"unknown class {r.label!r}; classes are {', '.join(classes)} (or {UNUSABLE})"
+            if label is None
             else "no annotator: fill the annotator column or pass --annotator NAME" if not who
             else f"unknown kind {r.kind!r}; use label or review" if kind not in ANNOTATION_KINDS
             else None

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from alface.config import Config
     from alface.store import Store
 
-HELP = "round, split sizes, class balance, metrics and stop reasons"
+HELP = "round, split sizes, class balance, metrics, stop reasons, agreement and review queue"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
 def collect(store: Store, cfg: Config) -> dict[str, Any]:
     """The status of a store as a JSON-ready dict (keys are stable; see docs)."""
-    from alface.store import LABELED_SPLITS, SPLITS
+    from alface.store import LABELED_SPLITS, SPLITS, UNUSABLE_SPLIT
 
     splits = store.items.split_counts()
-    per_class = {s: store.labels.class_counts(s) for s in SPLITS if splits.get(s)}
+    per_class = {
+        s: store.labels.class_counts(s) for s in SPLITS if splits.get(s) and s != UNUSABLE_SPLIT
+    }
     classes = {
         s: {c: counts.get(c, 0) for c in cfg.labels.classes}
         | {c: n for c, n in counts.items() if c not in cfg.labels.classes}
@@ -58,8 +60,11 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
         "batches": {
             "open": len(batches),
             "pending_items": sum(len(store.runs.pending_items(b.id)) for b in batches),
+            "waiting_second": store.runs.progress().waiting,  # labeled once, pair not done
         },
         "review_queue": len(store.labels.review_queue()),
+        "review_items": _review_items(store),
+        "unusable": len(store.labels.unusable()),
         **_loop_state(store),
     }
     summary["pool_estimate"] = _pool_estimate(store, cfg)
@@ -70,6 +75,15 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
     else:
         summary["agreement"] = summarize(store, cfg)
     return summary
+
+
+def _review_items(store: Store, limit: int = 10) -> list[dict[str, Any]]:
+    """The first ``limit`` faces of the review queue: uid and each annotator's label."""
+    ids = store.labels.review_queue()[:limit]
+    labels: dict[int, dict[str, str]] = {i: {} for i in ids}
+    for a in store.labels.annotations(ids):
+        labels[a.item_id][a.annotator] = a.label
+    return [{"item": item.uid, "labels": labels[item.id]} for item in store.items.get(ids)]
 
 
 def _loop_state(store: Store) -> dict[str, Any]:
@@ -148,8 +162,9 @@ def render(summary: dict[str, Any]) -> None:
     lines = [
         f"labeled: {lab['total']} (train {lab['train']}, val {lab['val']}, overfit "
         f"{lab['overfit']}); resolved labels: {lab['with_label']} (all splits)",
-        f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels); "
-        f"review queue: {summary['review_queue']}",
+        f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels, "
+        f"{bat['waiting_second']} of them for a second annotator); "
+        f"review queue: {summary['review_queue']}; unusable: {summary['unusable']}",
         _round_line(summary),
         f"last metrics: {_metrics_text(summary['last_metrics'])}",
     ]
@@ -165,10 +180,35 @@ def render(summary: dict[str, Any]) -> None:
         lines.append(f"pool ({pool['n_pool']} faces scored by model {pool['model']}; "
                      f"{pool['lead']}, {pool['n_gold']} itval labels): {shares}")  # fmt: skip
         lines.append(f"  {pool['notes'][0]}")
+    lines += _agreement_lines(summary)
     for line in lines:
         console.print(line, highlight=False, markup=False)
     for w in (summary.get("agreement") or {}).get("warnings", []):
         console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+
+
+def _agreement_lines(summary: dict[str, Any]) -> list[str]:
+    """Agreement and kappa per pair of annotators, and the faces of the review queue."""
+    lines = []
+    pairs = (summary.get("agreement") or {}).get("pairs", [])
+    if pairs:
+        lines.append("agreement of annotators (on the faces both labeled):")
+    for p in pairs:
+        lines.append(
+            f"  {p['a']} / {p['b']}: {p['n']} faces, agreement {_fmt(p['agreement'])}, "
+            f"kappa {_fmt(p['kappa'])}"
+        )
+    queue, shown = summary["review_queue"], summary.get("review_items", [])
+    if queue:
+        lines.append(
+            f"review queue ({queue} faces whose annotators disagree; settle them on the page's "
+            f"review view, alface label {summary['workdir']}, or with alface review):"
+        )
+    for r in shown:
+        lines.append(f"  {r['item']}: " + ", ".join(f"{w}={x}" for w, x in r["labels"].items()))
+    if queue > len(shown):
+        lines.append(f"  ... and {queue - len(shown)} more")
+    return lines
 
 
 def _round_line(summary: dict[str, Any]) -> str:
@@ -196,4 +236,4 @@ def _metrics_text(metrics: Any) -> str:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v)

@@ -108,3 +108,42 @@ def _short_by(container: Any, stream: Any, last: float | None) -> str | None:
 def _first_line(e: BaseException) -> str:
     text = str(getattr(e, "strerror", None) or e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def read_frame(path: str | Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video, counted as :class:`FrameSampler` counts (decode order from
+    0), as an upright (H, W, 3) uint8 RGB array. Seeks to the keyframe before it when the
+    stream has a frame rate (exact for constant-rate video), else decodes from the start."""
+    if index < 0:
+        raise VideoError(f"frame index must be >= 0, got {index}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError("no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or 0)
+            start = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
+            if rate and stream.time_base and index:
+                container.seek(int((start + index / rate) / stream.time_base), stream=stream,
+                               backward=True)  # fmt: skip
+                for frame in container.decode(stream):
+                    if frame.time is not None and round((frame.time - start) * rate) >= index:
+                        return upright_frame(frame.to_ndarray(format="rgb24"), frame.rotation)
+            else:
+                for k, frame in enumerate(container.decode(stream)):
+                    if k == index:
+                        return upright_frame(frame.to_ndarray(format="rgb24"), frame.rotation)
+    except (*_AV_ERRORS, OSError) as e:
+        raise VideoError(f"not a readable video ({_first_line(e)})") from e
+    raise VideoError(f"the video has no frame {index}")
+
+
+def frame_rate(path: str | Path) -> float | None:
+    """Average frames per second of a video's first video stream (None when unknown)."""
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            rate = streams[0].average_rate if streams else None
+    except (*_AV_ERRORS, OSError):
+        return None
+    return float(rate) if rate else None

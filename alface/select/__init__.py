@@ -7,10 +7,18 @@ are pure functions usable on their own.
 from alface.select.diversity import (
     DiversityError,
     kmeans,
-    largest_remainder,
+    kmeanspp_seeds,
     pca_reduce,
     pick_near_far_random,
 )
+from alface.select.groups import (
+    GroupSampleError,
+    cap_per_group,
+    group_capacity,
+    sample_capped,
+    sample_whole_groups,
+)
+from alface.select.quotas import largest_remainder, split_quotas
 from alface.select.strategies import (
     PoolExhaustedError,
     Selection,
@@ -28,20 +36,24 @@ from alface.select.uncertainty import (
     least_confidence,
     margin,
     ratio,
-    score_pool,
     top_m,
+    uncertainty_scores,
 )
 
 __all__ = [
     "HEURISTICS",
     "DiversityError",
+    "GroupSampleError",
     "PoolExhaustedError",
     "Selection",
     "SelectionError",
     "UncertaintyError",
+    "cap_per_group",
     "entropy",
     "get_strategy",
+    "group_capacity",
     "kmeans",
+    "kmeanspp_seeds",
     "largest_remainder",
     "least_confidence",
     "list_strategies",
@@ -51,7 +63,10 @@ __all__ = [
     "ratio",
     "register_strategy",
     "resolve_top_m",
-    "score_pool",
+    "sample_capped",
+    "sample_whole_groups",
     "select_batch",
+    "split_quotas",
     "top_m",
+    "uncertainty_scores",
 ]

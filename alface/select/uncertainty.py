@@ -10,8 +10,10 @@ same kind) to scores ``(N,)``:
   is small for uncertain rows; it is flipped so that higher = more uncertain, as for the others.
 - ``ratio``: ``p2 / p1`` (ratio of confidence); 1 when the top two tie.
 
-:func:`score_pool` streams a large (memory-mapped) array through one of them in chunks, on the
-torch device it is given, and checks every row first. :func:`top_m` takes the M highest.
+:func:`uncertainty_scores` (the uncertainty scores of probability rows; not
+``alface.scoring.score_pool``, which runs a model over the pool) streams a large
+(memory-mapped) array through one of them in chunks, on the torch device it is given, and
+checks every row. :func:`top_m` takes the M highest.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def _name_items(rows: np.ndarray, ids: Sequence[Any] | None, limit: int = 5) -> 
     return ", ".join(names) + more
 
 
-def score_pool(
+def uncertainty_scores(
     name: str,
     probs: Array,
     batch_size: int = 262_144,
@@ -140,8 +142,8 @@ def score_pool(
     atol: float = 1e-3,
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
-    """Heuristic ``name`` over ``probs`` (N, C), memmap ok, ``batch_size`` rows at a time on
-    ``device`` (CPU when None): float32 (N,).
+    """Uncertainty scores of probability rows: heuristic ``name`` over ``probs`` (N, C),
+    memmap ok, ``batch_size`` rows at a time on ``device`` (CPU when None): float32 (N,).
 
     Every row is checked first: NaN/inf, values outside [0, 1] or sums off 1 by more than
     ``atol`` raise UncertaintyError naming the items (``ids[row]``, else the row index).
@@ -181,7 +183,9 @@ def top_m(scores: np.ndarray, m: int, ordered: bool = True) -> np.ndarray:
     if m == 0:
         return np.empty(0, dtype=np.int64)
     if np.isnan(scores).any():
-        raise UncertaintyError("scores contain NaN; score_pool checks the probabilities first")
+        raise UncertaintyError(
+            "scores contain NaN; uncertainty_scores checks the probabilities first"
+        )
     cut = np.partition(scores, n - m)[n - m]  # the m-th highest value
     above = np.flatnonzero(scores > cut)
     at_cut = np.flatnonzero(scores == cut)[: m - len(above)]

@@ -5,7 +5,7 @@ The only package with SQL. Parts hand out typed records (alface/store/records.py
 """
 
 from alface.store.core import DB_NAME, Store, StoreError
-from alface.store.items import LABELED_SPLITS, SPLITS
+from alface.store.items import LABELED_SPLITS, SPLITS, UNUSABLE_SPLIT
 from alface.store.records import (
     Annotation,
     AuditEntry,
@@ -13,6 +13,7 @@ from alface.store.records import (
     Item,
     Iteration,
     LabelBatch,
+    LabelProgress,
     LabelSession,
     ModelRecord,
     NewItem,
@@ -23,7 +24,7 @@ from alface.store.records import (
 from alface.store.schema import SCHEMA_VERSION
 
 __all__ = [
-    "DB_NAME", "LABELED_SPLITS", "SCHEMA_VERSION", "SPLITS", "Annotation", "AuditEntry",
-    "BatchEntry", "Item", "Iteration", "LabelBatch", "LabelSession", "ModelRecord", "NewItem",
-    "Round", "Scoring", "Source", "Store", "StoreError",
+    "DB_NAME", "LABELED_SPLITS", "SCHEMA_VERSION", "SPLITS", "UNUSABLE_SPLIT", "Annotation",
+    "AuditEntry", "BatchEntry", "Item", "Iteration", "LabelBatch", "LabelProgress", "LabelSession",
+    "ModelRecord", "NewItem", "Round", "Scoring", "Source", "Store", "StoreError",
 ]  # fmt: skip

@@ -2,7 +2,8 @@
 
 Split life of an item: ``pool`` -> (``itval``) -> ``train`` | ``val`` once it has a resolved
 label; ``train`` <-> ``overfit`` for the length of a round; unused ``pool`` -> ``scrapped``
-when a round ends. Every move is appended to ``split_events`` with its audit entry.
+when a round ends; any split -> ``unusable`` once resolved as unusable (and back to the split it
+left when that is undone). Every move is appended to ``split_events`` with its audit entry.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from alface.store.records import Item, NewItem, Source, dump_json, load_json
 if TYPE_CHECKING:
     from alface.store.core import Store
 
-SPLITS = ("pool", "itval", "train", "val", "overfit", "test", "scrapped")
+SPLITS = ("pool", "itval", "train", "val", "overfit", "test", "scrapped", "unusable")
+UNUSABLE_SPLIT = "unusable"  # faces resolved as unusable: out of the pool and every other split
 LABELED_SPLITS = ("train", "val")
 
 

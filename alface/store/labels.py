@@ -1,11 +1,13 @@
-"""Labels: label sessions, annotations (never deleted, only superseded), resolved labels and
-the review queue.
+"""Labels: label sessions, annotations (never deleted, only superseded or withdrawn), resolved
+labels, the review queue, and the annotators of the labeling page.
 
 Every label enters through :func:`alface.annotate.record.record_labels`, which checks a whole
 set of rows and then writes them here in one session. A resolved label is derived from the
-current annotations of an item: a review label wins; else all current labels must agree.
-Items whose annotators disagree (and have no review) get no label: they wait in the review
-queue and stay out of training.
+current annotations of an item by :func:`resolution`: a review label wins; else all current
+labels must agree, and a face sent to two annotators (``batch_items.annotators`` = 2) needs
+both before it has a label. Items whose annotators disagree (and have no review) get no label:
+they wait in the review queue and stay out of training. An item resolved as ``unusable`` moves
+to the split of that name (out of the pool and every set) and back when that changes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alface.classes import UNUSABLE
 from alface.store.core import rows_in
+from alface.store.items import UNUSABLE_SPLIT
 from alface.store.records import Annotation, LabelSession
 
 if TYPE_CHECKING:
@@ -25,6 +29,26 @@ if TYPE_CHECKING:
 
 KINDS = ("label", "review", "oracle")  # annotation kinds
 SESSION_KINDS = ("import", "oracle", "review", "web")
+CURRENT = "superseded_by IS NULL AND withdrawn IS NULL"  # an annotation that counts now
+
+
+def resolution(
+    annotations: Sequence[tuple[str, str, str]], need: int = 1
+) -> tuple[str, str] | None:
+    """(label, rule) of an item from its current (label, kind, annotator) annotations, oldest
+    first, or None while it has none: the newest review label wins (rule ``review``); else every
+    label must agree and, unless the oracle (known truth) gave it, come from at least ``need``
+    distinct annotators (rule ``single`` for one annotation, else ``agreed``)."""
+    reviews = [label for label, kind, _ in annotations if kind == "review"]
+    if reviews:
+        return reviews[-1], "review"
+    labels = {label for label, _, _ in annotations}
+    if len(labels) != 1:
+        return None
+    oracle = any(kind == "oracle" for _, kind, _ in annotations)
+    if not oracle and len({who for _, _, who in annotations}) < need:
+        return None
+    return labels.pop(), "single" if len(annotations) == 1 else "agreed"
 
 
 def _session(r: sqlite3.Row) -> LabelSession:
@@ -34,7 +58,7 @@ def _session(r: sqlite3.Row) -> LabelSession:
 
 def _annotation(r: sqlite3.Row) -> Annotation:
     return Annotation(r["id"], r["item_id"], r["label"], r["annotator"], r["kind"],
-                      r["session_id"], r["superseded_by"], r["created"])  # fmt: skip
+                      r["session_id"], r["superseded_by"], r["created"], r["withdrawn"])  # fmt: skip
 
 
 class Labels:
@@ -86,7 +110,7 @@ class Labels:
         for item_id, label, annotator in rows:
             prev = self._s.execute(
                 "SELECT id, label FROM annotations WHERE item_id = ? AND annotator = ?"
-                " AND kind = ? AND superseded_by IS NULL",
+                f" AND kind = ? AND {CURRENT}",
                 (int(item_id), annotator, kind),
             ).fetchone()
             if prev is not None and prev["label"] == label:
@@ -112,53 +136,116 @@ class Labels:
         self, item_ids: Sequence[int] | np.ndarray | None = None, current: bool = True
     ) -> list[Annotation]:
         """Annotations (only those not superseded when ``current``), by id."""
-        where = " AND superseded_by IS NULL" if current else ""
+        where = f" AND {CURRENT}" if current else ""
         if item_ids is None:
             rows = self._s.execute(f"SELECT * FROM annotations WHERE 1{where} ORDER BY id")
             return [_annotation(r) for r in rows]
         rows = rows_in(self._s, "annotations", "item_id", [int(i) for i in item_ids])
-        return sorted(
-            (_annotation(r) for r in rows if not current or r["superseded_by"] is None),
-            key=lambda a: a.id,
+        now = (
+            _annotation(r) for r in rows
+            if not current or (r["superseded_by"] is None and r["withdrawn"] is None)
+        )  # fmt: skip
+        return sorted(now, key=lambda a: a.id)
+
+    def withdraw(
+        self, item_id: int, annotator: str, kind: str = "label", session_id: int | None = None
+    ) -> int | None:
+        """Take back ``annotator``'s current annotation of ``kind`` for an item (an undo) and
+        re-resolve the item; returns the withdrawn annotation's id (None: there was none)."""
+        self._s.require_transaction()
+        row = self._s.execute(
+            f"SELECT id FROM annotations WHERE item_id = ? AND annotator = ? AND kind = ?"
+            f" AND {CURRENT}",
+            (int(item_id), annotator, kind),
+        ).fetchone()
+        if row is None:
+            return None
+        self._s.execute("UPDATE annotations SET withdrawn = ? WHERE id = ?", (time.time(), row[0]))
+        self._s.log("withdraw", {"annotation_id": row[0], "session_id": session_id})
+        self.resolve([int(item_id)])
+        return int(row[0])
+
+    def latest_by(
+        self, annotator: str, kinds: Sequence[str] = ("label",), before: int | None = None,
+        limit: int = 1,
+    ) -> list[Annotation]:  # fmt: skip
+        """``annotator``'s current annotations of ``kinds``, newest first (only those older than
+        annotation id ``before`` when given)."""
+        marks = ",".join("?" * len(kinds))
+        rows = self._s.execute(
+            f"SELECT * FROM annotations WHERE annotator = ? AND kind IN ({marks}) AND {CURRENT}"
+            " AND id < ? ORDER BY id DESC LIMIT ?",
+            (annotator, *kinds, before if before is not None else 1 << 62, int(limit)),
         )
+        return [_annotation(r) for r in rows]
 
     def resolve(self, item_ids: Sequence[int]) -> None:
-        """Recompute the resolved labels of ``item_ids`` from their current annotations."""
+        """Recompute the resolved labels of ``item_ids`` from their current annotations (see
+        :func:`resolution`); move items into or out of the ``unusable`` split as they change."""
         self._s.require_transaction()
-        now = time.time()
+        now, moves = time.time(), {}
         for item_id in item_ids:
             anns = self._s.execute(
-                "SELECT label, kind FROM annotations WHERE item_id = ? AND superseded_by IS NULL"
+                f"SELECT label, kind, annotator FROM annotations WHERE item_id = ? AND {CURRENT}"
                 " ORDER BY id",
                 (item_id,),
             ).fetchall()
-            reviews = [a["label"] for a in anns if a["kind"] == "review"]
-            labels = {a["label"] for a in anns}
-            if reviews:
-                label, rule = reviews[-1], "review"
-            elif len(labels) == 1:
-                label, rule = labels.pop(), "single" if len(anns) == 1 else "agreed"
-            else:
+            need = self._s.execute(
+                "SELECT COALESCE(MAX(annotators), 1) FROM batch_items WHERE item_id = ?", (item_id,)
+            ).fetchone()[0]
+            found = resolution([tuple(a) for a in anns], need)
+            if found is None:
                 self._s.execute("DELETE FROM labels WHERE item_id = ?", (item_id,))
-                continue
-            self._s.execute(
-                "INSERT OR REPLACE INTO labels (item_id, label, rule, updated) VALUES (?, ?, ?, ?)",
-                (item_id, label, rule, now),
-            )
+            else:
+                self._s.execute(
+                    "INSERT OR REPLACE INTO labels (item_id, label, rule, updated)"
+                    " VALUES (?, ?, ?, ?)",
+                    (item_id, found[0], found[1], now),
+                )
+            split = self._s.execute("SELECT split FROM items WHERE id = ?", (item_id,)).fetchone()
+            unusable = found is not None and found[0] == UNUSABLE
+            if unusable and split[0] != UNUSABLE_SPLIT:
+                moves.setdefault(UNUSABLE_SPLIT, []).append(item_id)
+            elif not unusable and split[0] == UNUSABLE_SPLIT:
+                moves.setdefault(self._split_before_unusable(item_id), []).append(item_id)
+        for split, ids in moves.items():
+            why = "unusable" if split == UNUSABLE_SPLIT else "no longer unusable"
+            self._s.items.move(ids, split, reason=why)
+
+    def _split_before_unusable(self, item_id: int) -> str:
+        """The split an item was in before its last move to ``unusable`` ('pool' if none)."""
+        history = self._s.items.history(item_id)
+        last = len(history) - 1 - history[::-1].index(UNUSABLE_SPLIT)
+        return history[last - 1] if last > 0 else "pool"
 
     # -- resolved labels -------------------------------------------------------------------
     def resolved(self, ids: Sequence[int] | np.ndarray | None = None) -> dict[int, str]:
-        """Resolved labels by item id (only items that have one)."""
+        """Resolved class labels by item id (only items that have one; never ``unusable``:
+        see :meth:`unusable`). These are the labels training and evaluation use."""
         if ids is None:
             rows = self._s.execute("SELECT item_id, label FROM labels").fetchall()
         else:
             rows = rows_in(self._s, "labels", "item_id", [int(i) for i in ids], "item_id, label")
-        return {r["item_id"]: r["label"] for r in rows}
+        return {r["item_id"]: r["label"] for r in rows if r["label"] != UNUSABLE}
+
+    def rule_of(self, item_id: int) -> tuple[str, str] | None:
+        """(resolved label, rule) of an item (the label may be ``unusable``), or None."""
+        row = self._s.execute(
+            "SELECT label, rule FROM labels WHERE item_id = ?", (int(item_id),)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def unusable(self) -> list[int]:
+        """Ids of the items resolved as unusable, ascending."""
+        rows = self._s.execute(
+            "SELECT item_id FROM labels WHERE label = ? ORDER BY item_id", (UNUSABLE,)
+        )
+        return [r[0] for r in rows]
 
     def review_queue(self) -> list[int]:
         """Ids of items whose current annotations disagree and that have no review label."""
         rows = self._s.execute(
-            "SELECT item_id FROM annotations WHERE superseded_by IS NULL GROUP BY item_id"
+            f"SELECT item_id FROM annotations WHERE {CURRENT} GROUP BY item_id"
             " HAVING COUNT(DISTINCT label) > 1 AND SUM(kind = 'review') = 0 ORDER BY item_id"
         ).fetchall()
         return [r[0] for r in rows]
@@ -173,3 +260,33 @@ class Labels:
             names,
         ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    # -- annotators of the labeling page ------------------------------------------------------
+    def add_annotator(self, name: str, token_hash: str | None = None) -> None:
+        """Record an annotator of the labeling page; with ``token_hash`` (the hash of a new
+        access token) a known name gets that token, which replaces any earlier one."""
+        self._s.require_transaction()
+        if token_hash is None:
+            self._s.execute(
+                "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)",
+                (name, time.time()),
+            )
+            return
+        self._s.execute(
+            "INSERT INTO annotators (name, token_hash, created) VALUES (?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET token_hash = excluded.token_hash",
+            (name, token_hash, time.time()),
+        )
+        self._s.log("add_annotator", {"name": name, "token": True})
+
+    def annotator_by_token(self, token_hash: str) -> str | None:
+        """The annotator whose access token has this hash, if any."""
+        row = self._s.execute(
+            "SELECT name FROM annotators WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def annotator_names(self, with_token: bool = False) -> list[str]:
+        """Annotators of the labeling page (only those with an access token when asked)."""
+        where = " WHERE token_hash IS NOT NULL" if with_token else ""
+        return [r[0] for r in self._s.execute(f"SELECT name FROM annotators{where} ORDER BY name")]

@@ -95,6 +95,19 @@ class Annotation:
     session_id: int | None
     superseded_by: int | None
     created: float
+    withdrawn: float | None = None  # when its annotator took it back (undo): no longer current
+
+
+@dataclass(frozen=True)
+class LabelProgress:
+    """Where the open label batches stand, for the labeling page (distinct items)."""
+
+    total: int  # items in open batches
+    resolved: int  # with a resolved label (a class or unusable)
+    unusable: int  # of those, resolved as unusable
+    waiting: int  # labeled by some but waiting for a second annotator
+    disputed: int  # whose annotators disagree (the review queue, in open batches)
+    mine: int  # current labels by the annotator asked about, on these items
 
 
 @dataclass(frozen=True)

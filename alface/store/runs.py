@@ -7,11 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from alface.classes import UNUSABLE
 from alface.store.core import StoreError
+from alface.store.labels import CURRENT
 from alface.store.records import (
     BatchEntry,
     Iteration,
     LabelBatch,
+    LabelProgress,
     ModelRecord,
     Round,
     Scoring,
@@ -136,6 +139,57 @@ class Runs:
             (batch_id,),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def todo(self, annotator: str, limit: int = 1) -> list[BatchEntry]:
+        """Entries of open batches (not review batches) that need a label from ``annotator``,
+        in batch then rank order: no resolved label, no current annotation of theirs, and fewer
+        annotators so far than the entry asks for (so a paired face goes to a second person)."""
+        rows = self._s.execute(
+            "SELECT b.* FROM batches bt JOIN batch_items b ON b.batch_id = bt.id"
+            " WHERE bt.closed IS NULL AND bt.kind != 'review'"
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = b.item_id)"
+            " AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.item_id = b.item_id"
+            f"  AND a.annotator = ? AND a.{CURRENT})"
+            " AND (SELECT COUNT(DISTINCT a.annotator) FROM annotations a"
+            f"  WHERE a.item_id = b.item_id AND a.{CURRENT}) < b.annotators"
+            " ORDER BY bt.id, b.rank LIMIT ?",
+            (annotator, int(limit)),
+        )
+        seen: set[int] = set()
+        return [e for e in map(_entry, rows) if not (e.item_id in seen or seen.add(e.item_id))]
+
+    def entries_of(self, item_id: int, open_only: bool = False) -> list[BatchEntry]:
+        """The batch entries of an item (only in open batches when ``open_only``), oldest first."""
+        where = " AND bt.closed IS NULL" if open_only else ""
+        rows = self._s.execute(
+            "SELECT b.* FROM batch_items b JOIN batches bt ON bt.id = b.batch_id"
+            f" WHERE b.item_id = ?{where} ORDER BY b.batch_id",
+            (int(item_id),),
+        )
+        return [_entry(r) for r in rows]
+
+    def progress(self, annotator: str | None = None) -> LabelProgress:
+        """Counts over the distinct items of open batches (review batches left out)."""
+        row = self._s.execute(
+            "WITH open_items AS (SELECT DISTINCT b.item_id FROM batch_items b"
+            " JOIN batches bt ON bt.id = b.batch_id WHERE bt.closed IS NULL AND bt.kind != 'review'),"
+            " ann AS (SELECT a.item_id, COUNT(DISTINCT a.label) AS n_labels,"
+            " SUM(a.annotator = ?) AS n_mine FROM annotations a"
+            f" WHERE a.{CURRENT} AND a.item_id IN (SELECT item_id FROM open_items)"
+            " GROUP BY a.item_id)"
+            " SELECT COUNT(*), COUNT(l.label), COALESCE(SUM(l.label = ?), 0),"
+            " COALESCE(SUM(l.label IS NULL AND n.n_labels = 1), 0),"
+            " COALESCE(SUM(l.label IS NULL AND n.n_labels > 1), 0), COALESCE(SUM(n.n_mine > 0), 0)"
+            " FROM open_items o LEFT JOIN labels l ON l.item_id = o.item_id"
+            " LEFT JOIN ann n ON n.item_id = o.item_id",
+            (annotator, UNUSABLE),
+        ).fetchone()
+        return LabelProgress(*(int(v) for v in row))
+
+    def in_any_batch(self, item_id: int) -> bool:
+        """Whether an item was ever sent to people in a batch."""
+        row = self._one("SELECT 1 FROM batch_items WHERE item_id = ? LIMIT 1", (int(item_id),))
+        return row is not None
 
     def close_batch(self, batch_id: int) -> None:
         """Mark a batch as fully labeled."""

@@ -173,7 +173,22 @@ CREATE INDEX annotations_item ON annotations(item_id);
 DROP TABLE imports;
 """
 
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _V2_LABEL_SESSIONS}
+# v3: the labeling page (alface label): an annotator may take a label back (undo), the page's
+# annotators with their access tokens, and indexes for its queries (an item's batch entries,
+# a batch in rank order, an annotator's latest labels).
+_V3_LABEL_PAGE = """
+ALTER TABLE annotations ADD COLUMN withdrawn REAL;  -- set when its annotator took it back
+CREATE TABLE annotators (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT UNIQUE,             -- sha256 of the page's access token (hex); NULL: none
+    created REAL NOT NULL
+);
+CREATE INDEX batch_items_item ON batch_items(item_id);
+CREATE INDEX batch_items_rank ON batch_items(batch_id, rank);
+CREATE INDEX annotations_annotator ON annotations(annotator, id);
+"""
+
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _V2_LABEL_SESSIONS, 2: _V3_LABEL_PAGE}
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
