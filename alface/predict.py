@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,49 +165,48 @@ def _scan(
     device: Any, out: Path, progress: ProgressFn | None,
     on_problem: Callable[[Problem], None] | None,
 ) -> tuple[FaceTable, dict[str, Any], dict[str, float], Reservoir]:  # fmt: skip
-    """Scan and classify every face into faces.csv; the table, the scan's counts, the video
-    durations and the random sample (``o.sample`` faces with their crops)."""
+    """Scan and classify every face, link the faces of each video into tracks, write
+    faces.csv; the table, the scan's counts, the video durations and the random sample
+    (``o.sample`` faces with their crops)."""
     scan = Scan(files, pcfg, device, o.every_seconds, o.cropped, progress, on_problem)
-    writer = facefile.FaceWriter(out / FACES_CSV, predictor.classes, o.threshold)
     sample = Reservoir(o.sample, o.seed)
-    cols: dict[str, list[Any]] = {"sources": [], "kinds": [], "times": [], "seconds": []}
+    rows: list[facefile.FaceRow] = []
     probs: list[np.ndarray] = [np.zeros((0, len(predictor.classes)))]
     buffer: list[FoundFace] = []
 
     def flush() -> None:
-        p = np.round(predictor.probs([f.crop for f in buffer]).astype(np.float64), 6)
-        rows = [facefile.FaceRow(f.source, f.kind, f.frame, f.time, f.seconds, f.box, f.prob)
-                for f in buffer]  # fmt: skip
-        first = writer.n
-        writer.write(rows, p)
-        for i, f in enumerate(buffer):
-            fid = facefile.face_id(first + i + 1)
+        probs.append(np.round(predictor.probs([f.crop for f in buffer]).astype(np.float64), 6))
+        for f in buffer:
+            rows.append(facefile.FaceRow(f.source, f.kind, f.frame, f.time, f.seconds, f.box,
+                                         f.prob))  # fmt: skip
             if o.save_crops:
+                fid = facefile.face_id(len(rows))
                 write_jpeg(f.crop, out / CROPS_DIR / f"{fid}.jpg", pcfg.jpeg_quality)
             if o.sample:
                 sample.offer(({"source": f.source, "frame": f.frame,
                                "time_s": None if f.time is None else round(f.time, 3)}, f.crop))  # fmt: skip
-            cols["sources"].append(f.source)
-            cols["kinds"].append(f.kind)
-            cols["times"].append(np.nan if f.time is None else f.time)
-            cols["seconds"].append(np.nan if f.seconds is None else f.seconds)
-        probs.append(p)
         buffer.clear()
 
-    try:
-        for faces in scan:
-            buffer += faces
-            if len(buffer) >= _CLASSIFY_BATCH:
-                flush()
-        if buffer:
+    for faces in scan:
+        buffer += faces
+        if len(buffer) >= _CLASSIFY_BATCH:
             flush()
-    except BaseException:
-        writer.abort()
-        raise
+    if buffer:
+        flush()
+    sources = np.array([r.source for r in rows], dtype=object)
+    frames = np.array([-1 if r.frame is None else r.frame for r in rows], dtype=np.int64)
+    tracks = scan.track_ids(sources, frames, np.array([r.box for r in rows]).reshape(-1, 4))
+    rows = [replace(r, track=int(k)) if k >= 0 else r for r, k in zip(rows, tracks, strict=True)]
+    p = np.concatenate(probs)
+    writer = facefile.FaceWriter(out / FACES_CSV, predictor.classes, o.threshold)
+    writer.write(rows, p)
     writer.close()
-    table = FaceTable(np.array(cols["sources"], dtype=object), np.array(cols["kinds"], dtype=object),
-                      np.array(cols["times"], dtype=np.float64),
-                      np.array(cols["seconds"], dtype=np.float64), np.concatenate(probs))  # fmt: skip
+    table = FaceTable(
+        sources, np.array([r.kind for r in rows], dtype=object),
+        np.array([np.nan if r.time is None else r.time for r in rows], dtype=np.float64),
+        np.array([np.nan if r.seconds is None else r.seconds for r in rows], dtype=np.float64),
+        p, tracks if (tracks >= 0).any() else None,
+    )  # fmt: skip
     inputs = scan.report.to_dict()
     return table, inputs, {k: round(v, 3) for k, v in scan.report.durations.items()}, sample
 

@@ -66,7 +66,8 @@ def test_a_row_per_face_with_time_screen_time_and_probabilities(run1, example_ph
         assert float(r["uncertainty"]) == pytest.approx(1 - p.max(), abs=1e-6)
         assert r["predicted"] == (CLASSES[p.argmax()] if p.max() >= 0.5 else "uncertain")
         assert float(r["det_prob"]) >= 0.9 and float(r["x2"]) > float(r["x1"])
-        assert r["track"] == ""  # no tracks yet
+    assert [r["track"] for r in photos] == [""] * 5
+    assert all(r["track"].isdigit() for r in video)  # one person on screen: one or two tracks
     assert [r["face"] for r in rows] == [f"f{i:06d}" for i in range(1, 10)]
 
 
@@ -245,5 +246,5 @@ def test_config_overrides_after_the_options_apply(run1, tmp_path, example_photos
     assert main(["predict", str(run1["root"]), photo, "--out", str(out), *FAST,
                  "preprocess.min_face_size=400"]) == 0  # fmt: skip
     s = json.loads((out / "summary.json").read_text())
-    assert s["inputs"]["faces"] == 0 and s["inputs"]["too_small"] == 1
+    assert s["inputs"]["faces"] == 0 and s["inputs"]["no_face"] == 1  # one face without it
     assert s["settings"]["preprocess"]["min_face_size"] == 400

@@ -35,6 +35,22 @@ def test_workers_find_the_same_faces_as_this_process(tmp_path, example_photos):
     assert all(np.array_equal(a.crop, b.crop) for a, b in zip(parallel, serial, strict=True))
 
 
+def test_tracks_are_unique_across_videos(tmp_path, example_photos):
+    a = photo_clip(example_photos, tmp_path / "a.mp4", fps=5, seconds_each=1)
+    b = photo_clip(example_photos, tmp_path / "b.mp4", fps=5, seconds_each=2)
+    scan = Scan([a, b], PreprocessConfig(workers=0), "cpu")
+    faces = [f for batch in scan for f in batch]
+    sources = np.array([f.source for f in faces], dtype=object)
+    ids = scan.track_ids(sources, np.array([f.frame for f in faces]),
+                         np.array([f.box for f in faces]))  # fmt: skip
+    ta, tb = set(ids[sources == str(a)]), set(ids[sources == str(b)])
+    assert len(faces) == 6 and min(ta | tb) == 0 and not ta & tb
+    # one face per frame, boxes barely moving: each video's faces form one or two tracks
+    assert len(ta) <= 2 and len(tb) <= 2 and (np.diff(ids[sources == str(b)]) >= 0).all()
+    photo = scan.track_ids(np.array(["x.jpg"], dtype=object), np.array([-1]), np.zeros((1, 4)))
+    assert photo.tolist() == [-1]
+
+
 def test_repeats_crops_and_broken_videos(tmp_path, example_photos):
     photo = example_photos / "race_Middle_Eastern.jpg"  # 450 wide, 300 high
     copy = tmp_path / "copy.jpg"

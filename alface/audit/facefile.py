@@ -4,8 +4,9 @@ Columns: ``face`` (the face's id in this run, f000001 ...), ``source``, ``kind``
 crop), ``frame`` and ``time_s`` (video), ``seconds`` (screen time the face stands for, video),
 ``x1 y1 x2 y2`` (box in source pixels), ``det_prob`` (MTCNN), ``predicted`` (the most probable
 group, or ``uncertain`` below the threshold), ``p_<class>`` (one probability per class),
-``uncertainty`` (1 - the largest probability) and ``track`` (empty until tracks exist). A
-detection-only run (no classes) has no probability columns and ``face`` as its prediction.
+``uncertainty`` (1 - the largest probability) and ``track`` (video faces: the track, unique in
+the run, from :mod:`alface.faces.tracks`; empty for photos). A detection-only run (no
+classes) has no probability columns and ``face`` as its prediction.
 Probabilities are written with 6 decimals, which is what a re-read audit sees.
 """
 

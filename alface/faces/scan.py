@@ -7,7 +7,8 @@ goes to the store or to disk: faces are handed over in batches (:class:`FoundFac
 pixels included) for the caller to classify. Videos are sampled in time, one frame every
 ``every_seconds`` (frame index = time x the stream's average frame rate, so a variable frame
 rate gives approximate times), and each face stands for the seconds until the next sampled
-frame: its share of screen time. A file that cannot be used is reported (``on_problem``) and
+frame: its share of screen time. :meth:`Scan.track_ids` links the faces of each video into
+tracks afterwards (:mod:`alface.faces.tracks`: boxes, motion and shot cuts). A file that cannot be used is reported (``on_problem``) and
 counted; the scan goes on. The same content given twice is scanned once.
 
 On a CPU with ``workers`` > 0 and enough to detect, worker processes run MTCNN (one torch
@@ -47,6 +48,7 @@ from alface.faces.images import ImageError, decoding, detection_copy, load_image
 from alface.faces.pipeline import file_hash
 from alface.faces.report import Problem
 from alface.faces.scan_report import ScanReport
+from alface.faces.tracks import TrackConfig, detect_cuts, frame_signature, link_tracks
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.progress import ProgressFn
 
@@ -131,6 +133,9 @@ class Scan:
         self._detector: FaceDetector | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._planned: int | None = None
+        self._shots: dict[
+            str, tuple[int, list[int], list[np.ndarray]]
+        ] = {}  # video: step, frames, signatures
 
     @property
     def parallel(self) -> bool:
@@ -282,8 +287,11 @@ class Scan:
         sampler = FrameSampler(path, every_n)
         held: list[FoundFace] = []
         faces_before = self.report.faces
+        step, sampled, signatures = self._shots.setdefault(str(path), (every_n, [], []))
         try:
             for index, frame, faces in self._detect_frames(sampler):
+                sampled.append(index)
+                signatures.append(frame_signature(frame))
                 if held:
                     yield held
                 where = dict(source=str(path), kind="video", frame=index, time=index / rate,
@@ -309,6 +317,25 @@ class Scan:
             )
             self.report.broken.append(problem)
             self.on_problem(problem)
+
+    def track_ids(self, sources: np.ndarray, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) track id of each face the scan found (-1 outside videos), unique in the run:
+        :func:`~alface.faces.tracks.link_tracks` on the boxes of each video, with its shot cuts
+        (:func:`~alface.faces.tracks.detect_cuts` over the sampled frames), no embeddings.
+
+        Args:
+            sources: (N,) input file of each face; frames: (N,) frame index; boxes: (N, 4).
+        """
+        cfg = TrackConfig()
+        out = np.full(len(sources), -1, dtype=np.int64)
+        for source, (step, sampled, signatures) in self._shots.items():
+            rows = np.flatnonzero(sources == source)
+            if not len(rows):
+                continue
+            cuts = detect_cuts(np.stack(signatures), np.array(sampled), cfg.cut_threshold)
+            ids = link_tracks(frames[rows].astype(np.int64), boxes[rows], None, cuts, cfg, step)
+            out[rows] = ids + out.max() + 1
+        return out
 
     def _detect_frames(self, sampler: FrameSampler) -> Iterator[tuple[int, np.ndarray, list[Face]]]:
         """(index, frame, kept faces) of each sampled frame, in order; a frame where MTCNN
