@@ -171,4 +171,9 @@ def test_pool_audit_uses_the_itval_labels_drawn_after_the_scoring(tmp_path):
     est = audit.estimates["ppi"]
     assert abs(raw - true_white) > 0.4 and abs(est.shares[0] - true_white) < 0.1
     assert est.low[0] <= true_white <= est.high[0]
+    from alface.commands.status import collect
+
+    shown = collect(wd.store, cfg)["pool_estimate"]  # what `alface status` shows
+    assert shown["lead"] == "ppi" and shown["n_pool"] == 200 and shown["n_gold"] == 80
+    assert shown["shares"]["White"]["share"] == pytest.approx(est.shares[0])
     wd.close()
