@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,16 @@ def test_config_overrides_after_the_options_apply(run1, tmp_path, example_photos
     s = json.loads((out / "summary.json").read_text())
     assert s["inputs"]["faces"] == 0 and s["inputs"]["no_face"] == 1  # one face without it
     assert s["settings"]["preprocess"]["min_face_size"] == 400
+
+
+def test_add_to_pool_puts_the_faces_in_a_new_pool(tmp_path, example_photos):
+    root = model_workdir(tmp_path / "wd", n=10)
+    photo = str(example_photos / "race_Middle_Eastern.jpg")
+    with Workdir.open(root) as wd:
+        before = wd.store.items.split_counts().get("pool", 0)
+    assert main(["predict", str(root), photo, "--out", str(tmp_path / "o"), *FAST,
+                 "--add-to-pool"]) == 0  # fmt: skip
+    with Workdir.open(root) as wd:
+        (item,) = [i for i in wd.store.items.get(wd.store.items.ids("pool"))]
+        assert wd.store.items.split_counts()["pool"] == before + 1
+        assert item.source_path == str(Path(photo).resolve()) and item.prob > 0.9
