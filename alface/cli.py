@@ -37,6 +37,8 @@ COMMANDS = {
     "check": "alface.commands.check",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
+    "predict": "alface.commands.predict",
+    "export": "alface.commands.export",
 }
 
 log = logging.getLogger("alface")

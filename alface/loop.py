@@ -427,24 +427,23 @@ class Loop:
         history = [x.metrics for x in self.store.runs.iterations() if x.metrics]
         batch = self.store.runs.batch_of(it.id, "select")
         batch_ids = [e.item_id for e in self.store.runs.entries(batch.id)] if batch else []
-        info = record | {
+        pool = self._pool_estimated()
+        info = record | pool["report"] | {
             "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
             "metric": self.cfg.loop.metric, "history": history,
             "balance": {
-                "pool (predicted)": self._pool_predicted(),  # unlabeled: the model's guess
+                "pool (estimated)": pool["counts"],  # unlabeled: corrected, see audit/pool.py
                 "batch": dict(Counter(self.store.labels.resolved(batch_ids).values())),
                 "labeled": self.store.labels.class_counts(("train", "val", "overfit", "itval")),
             },
         }  # fmt: skip
         iteration_report(self.wd.path(REPORTS_DIR, f"r{r}-i{i}", mkdir=True), info)
 
-    def _pool_predicted(self) -> dict[str, int]:
-        """Class counts of the scored pool as the previous model predicts them."""
-        from alface.scoring import load_scores
+    def _pool_estimated(self) -> dict[str, Any]:
+        """The scored pool's group shares, corrected (alface.audit.pool), not its argmax count."""
+        from alface.audit.pool import pool_balance
 
-        probs = load_scores(self.wd.root / self._scoring().path)[1]
-        classes = self.cfg.labels.classes
-        return dict(Counter(classes[int(k)] for k in np.argmax(probs, axis=1)))
+        return pool_balance(self.store, self._scoring(), self.cfg.labels.classes, self.cfg.seed)
 
 
 def _pool_lines(root: Path, why: str | None) -> list[str]:

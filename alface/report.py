@@ -146,9 +146,13 @@ def plot_learning_curve_panels(
 
 # -- class balance and confusion -----------------------------------------------------------------
 def draw_class_balance(
-    ax: Axes, counts: Mapping[str, Mapping[str, int]], classes: Sequence[str]
+    ax: Axes,
+    counts: Mapping[str, Mapping[str, float]],
+    classes: Sequence[str],
+    intervals: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> None:
-    """Grouped bars: each set's share of every class (sets of any size compare)."""
+    """Grouped bars: each set's share of every class (sets of any size compare); a set with
+    ``intervals`` ({class: (low, high)} shares) gets them as error bars (an estimate)."""
     names = list(counts)
     width = 0.8 / max(len(names), 1)
     x = np.arange(len(classes))
@@ -156,8 +160,13 @@ def draw_class_balance(
         n = np.array([counts[name].get(c, 0) for c in classes], dtype=np.float64)
         total = n.sum()
         share = 100 * n / total if total else n
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, share, width, color=f"C{i}",
-               label=f"{name} (n={int(total):,})")  # fmt: skip
+        err = None
+        if (iv := (intervals or {}).get(name)) and total:
+            pairs = zip(classes, share, strict=True)
+            lo_hi = 100 * np.array([iv.get(c, (s / 100, s / 100)) for c, s in pairs])
+            err = np.vstack([share - lo_hi[:, 0], lo_hi[:, 1] - share]).clip(min=0)
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, share, width, color=f"C{i}", yerr=err,
+               capsize=2, label=f"{name} (n={round(total):,})")  # fmt: skip
     ax.set_xticks(x, [str(c) for c in classes], rotation=30 if len(classes) > 6 else 0)
     ax.set_ylabel("share of the set (%)")
     ax.grid(axis="y", alpha=0.3)
@@ -220,9 +229,10 @@ def iteration_report(
 
     ``info`` holds ``labels_used`` (int), ``metrics`` ({set: {"acc", "macro_f1", "recall",
     "confusion"}}), ``balance`` ({"pool" | "batch" | "labeled": {class: count}}), ``decision``
-    ("continue" | "stop"), and optionally ``stop_reason``, ``round``, ``iteration``,
-    ``classes`` (default: the classes in ``balance``, in order), ``metric`` (default
-    macro_f1) and ``history`` ([{"labels_used", "metrics"}] of earlier iterations).
+    ("continue" | "stop"), and optionally ``balance_intervals`` ({set: {class: (low, high)}}),
+    ``stop_reason``, ``round``, ``iteration``, ``classes`` (default: the classes in
+    ``balance``, in order), ``metric`` (default macro_f1) and ``history`` ([{"labels_used",
+    "metrics"}] of earlier iterations).
     """
     missing = [k for k in REPORT_KEYS if k not in info]
     if missing:
@@ -238,7 +248,7 @@ def iteration_report(
     fig = _figure(12, 8.5)
     (a, b), (c, d) = fig.subplots(2, 2)
     _draw_metrics(a, info["metrics"])
-    draw_class_balance(b, info["balance"], classes)
+    draw_class_balance(b, info["balance"], classes, info.get("balance_intervals"))
     b.set_title("Class balance")
     _draw_report_confusion(c, info["metrics"], classes)
     _draw_history(d, [*info.get("history", []), info], metric)

@@ -33,10 +33,11 @@ import numpy as np
 from alface.audit.ppi import draw_gold_sample
 from alface.audit.programme import draw_faces, parse_mix
 from alface.audit.quantify import DEFAULT_THRESHOLD, audit_shares, choose_lead
-from alface.benchmark import embed_folder, evaluate, predict_probs, sub_seed, train_probe
+from alface.benchmark import embed_folder, predict_probs, sub_seed, train_probe
 from alface.config import load_config
 from alface.datasets import load_dataset
-from alface.device import trainer_kwargs
+from alface.device import torch_device, trainer_kwargs
+from alface.metrics import probs_metrics
 
 METHODS = ("raw", "acc", "pacc", "ppi", "classical")
 DEFAULT_MIXES = "skewed=70/10/10/5/5,balanced=20/20/20/20/20,minority-heavy=10/20/20/25/25"
@@ -137,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     cfg = load_config(args.config, args.overrides)
-    tk = trainer_kwargs(cfg)
+    tk = trainer_kwargs(cfg.train.trainer, torch_device(cfg.device.torch))
     folder = load_dataset(cfg.dataset, cfg.labels.classes)
     classes, targets = folder.classes, folder.targets
     mixes = {name: parse_mix(s, len(classes))
@@ -157,7 +158,7 @@ def main() -> None:
         sp = splits[s]
         model = train_probe(cfg, emb[sp["train"]], targets[sp["train"]], len(classes), s, tk)
         probs = predict_probs(model, emb)
-        m = evaluate(probs[sp["pool"]], targets[sp["pool"]], classes)
+        m = probs_metrics(probs[sp["pool"]], targets[sp["pool"]], classes)
         models.append({"seed": s, "train": len(sp["train"]), "pool_macro_f1": m["macro_f1"],
                        "pool_acc": m["acc"], "pool_recall": m["recall"]})  # fmt: skip
         print(f"seed {s}: trained on {len(sp['train'])}, pool macro-F1 {m['macro_f1']:.3f}")

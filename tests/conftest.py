@@ -37,6 +37,12 @@ def photos_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def example_photos() -> Path:
+    """examples/photos: the 5 CC BY 4.0 photographs bundled with alface (one face each)."""
+    return Path(__file__).resolve().parent.parent / "examples" / "photos"
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """scikit-image's astronaut: one real face, 512 x 512 RGB uint8."""
     from skimage import data

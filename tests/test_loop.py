@@ -131,7 +131,8 @@ def test_two_rounds_stop_on_a_stalled_itval_then_on_a_lost_overfitting_set(
         r = next(k for k, x in enumerate(wd.store.runs.rounds(), 1) if x.id == it.round_id)
         rep = json.loads((root / "reports" / f"r{r}-i{it.idx + 1}" / "report.json").read_text())
         assert {"labels_used", "metrics", "balance", "decision"} <= set(rep)
-        assert set(rep["balance"]) == {"pool (predicted)", "batch", "labeled"}
+        assert set(rep["balance"]) == {"pool (estimated)", "batch", "labeled"}
+        assert rep["pool_audit"]["lead"] == "ppi" and rep["pool_audit"]["n_gold"] >= 2
         assert {"overfit", "itval"} <= set(rep["metrics"])
         assert (root / "reports" / f"r{r}-i{it.idx + 1}" / "report.png").stat().st_size > 0
     last = its[-1].metrics["checks"]

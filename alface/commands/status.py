@@ -67,6 +67,7 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
         "unusable": len(store.labels.unusable()),
         **_loop_state(store),
     }
+    summary["pool_estimate"] = _pool_estimate(store, cfg)
     try:
         from alface.annotate.agreement import summarize
     except ImportError:
@@ -120,6 +121,23 @@ def _loop_state(store: Store) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _pool_estimate(store: Store, cfg: Config) -> dict[str, Any] | None:
+    """The pool's group shares from the latest scoring, corrected as the iteration report
+    corrects them (alface.audit.pool); None before any scoring."""
+    from alface.audit.pool import pool_balance
+
+    scoring = store.runs.latest_scoring()
+    if scoring is None:
+        return None
+    audit = pool_balance(store, scoring, cfg.labels.classes, cfg.seed)["audit"]
+    if audit is None:
+        return None
+    lead = audit["lead"]
+    return {k: audit[k] for k in ("scoring", "model", "n_pool", "n_gold", "lead", "notes")} | {
+        "shares": audit["estimates"][lead]["shares"]
+    }
+
+
 def _set_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """{set: metrics} of an iteration record (the loop's records hold them under "metrics")."""
     return record.get("metrics", record)
@@ -156,6 +174,12 @@ def render(summary: dict[str, Any]) -> None:
             "" if s["iteration"] is None else f", iteration {s['iteration'] + 1}"
         )
         lines.append(f"last stop ({where}): {s['reason']}")
+    if pool := summary.get("pool_estimate"):
+        shares = ", ".join(f"{c} {100 * s['share']:.0f} % [{100 * s['low']:.0f}-"
+                           f"{100 * s['high']:.0f}]" for c, s in pool["shares"].items())  # fmt: skip
+        lines.append(f"pool ({pool['n_pool']} faces scored by model {pool['model']}; "
+                     f"{pool['lead']}, {pool['n_gold']} itval labels): {shares}")  # fmt: skip
+        lines.append(f"  {pool['notes'][0]}")
     lines += _agreement_lines(summary)
     for line in lines:
         console.print(line, highlight=False, markup=False)
