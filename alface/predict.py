@@ -37,6 +37,7 @@ from alface.errors import AlfaceError
 from alface.faces.crops import write_jpeg
 from alface.faces.report import Problem
 from alface.faces.scan import FoundFace, Scan
+from alface.fsutil import write_file
 from alface.progress import ProgressFn
 from alface.report import write_json
 
@@ -154,9 +155,7 @@ def predict(
     files_out |= {"summary": out / SUMMARY_JSON, "summary (markdown)": out / SUMMARY_MD}
     summary["files"] = {k: str(v.relative_to(out)) for k, v in files_out.items()}
     write_json(summary, out / SUMMARY_JSON)
-    tmp = out / (SUMMARY_MD + ".tmp")
-    tmp.write_text(summary_markdown(summary), encoding="utf-8")
-    tmp.replace(out / SUMMARY_MD)
+    write_file(out / SUMMARY_MD, summary_markdown(summary))
     return PredictResult(summary, audit, files_out, gold is not None)
 
 
@@ -236,7 +235,7 @@ def _reuse(
 def _stamp(sample_json: Path, key: str) -> None:
     """Record the run key in sample.json (what --gold checks)."""
     info = json.loads(sample_json.read_text(encoding="utf-8")) | {"run_key": key}
-    sample_json.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    write_file(sample_json, json.dumps(info, indent=1) + "\n")
 
 
 def _plots(

@@ -74,7 +74,9 @@ class Workdir:
         root = Path(root)
         if not (root / DB_NAME).is_file():
             Store.open(root)  # the error that says it is not a work dir
-        locked = write and lock_dir and is_global_zero()  # DDP: the other ranks are the same command
+        locked = (
+            write and lock_dir and is_global_zero()
+        )  # DDP: the other ranks are the same command
         if locked:
             lock.acquire(root, command, wait)
         try:

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from alface.annotate.cells import escape_cell, unescape_cell
 from alface.audit.footage import FaceTable
 from alface.audit.quantify import UNCERTAIN, QuantifyError, predicted_categories
+from alface.fsutil import atomic_path
 
 FIXED = ("face", "source", "kind", "frame", "time_s", "seconds", "x1", "y1", "x2", "y2",
          "det_prob", "predicted")  # fmt: skip
@@ -75,11 +77,13 @@ def format_rows(
 
 
 class FaceWriter:
-    """Writes faces.csv row by row (under a temporary name, renamed on :meth:`close`)."""
+    """Writes faces.csv row by row (under a temporary name, renamed on :meth:`close`); cells
+    that a spreadsheet would run as formulas are escaped (a source's file name is user data)."""
 
     def __init__(self, path: Path, classes: Sequence[str], threshold: float) -> None:
         self.path, self.classes, self.threshold = Path(path), list(classes), threshold
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._write = atomic_path(self.path)
+        self.tmp = self._write.__enter__()
         self._f = self.tmp.open("w", newline="", encoding="utf-8")
         self._w = csv.writer(self._f, lineterminator="\n")
         self._w.writerow(columns(classes))
@@ -87,19 +91,20 @@ class FaceWriter:
 
     def write(self, rows: Sequence[FaceRow], probs: np.ndarray) -> None:
         """Append ``rows`` with their probabilities (n, K)."""
-        self._w.writerows(format_rows(rows, probs, self.classes, self.threshold, self.n + 1))
+        formatted = format_rows(rows, probs, self.classes, self.threshold, self.n + 1)
+        self._w.writerows([escape_cell(v) for v in r] for r in formatted)
         self.n += len(rows)
 
     def close(self) -> Path:
         """Finish the file; returns its path."""
         self._f.close()
-        self.tmp.replace(self.path)
+        self._write.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         """Drop the unfinished file."""
         self._f.close()
-        self.tmp.unlink(missing_ok=True)
+        self._write.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def read_faces(path: Path, classes: Sequence[str]) -> tuple[list[str], FaceTable]:
@@ -109,7 +114,7 @@ def read_faces(path: Path, classes: Sequence[str]) -> tuple[list[str], FaceTable
     header = next(reader, [])
     if header != columns(classes):
         raise QuantifyError(f"{path}: not a faces.csv of the classes {', '.join(classes)}")
-    rows = list(reader)
+    rows = [[unescape_cell(v) for v in r] for r in reader]
     col = {c: i for i, c in enumerate(header)}
     p0 = len(FIXED)
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from alface.audit.footage import SetAudit
 from alface.audit.quantify import Audit, predicted_categories
+from alface.fsutil import atomic_path
 
 DPI = 110
 SHOWN = ("raw", "pacc", "ppi", "classical")  # estimates drawn, in this order (acc: in the JSON)
@@ -31,9 +32,8 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=DPI)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 

@@ -30,6 +30,7 @@ from PIL import Image, ImageOps
 
 from alface.audit.backgrounds import BACKGROUNDS, background
 from alface.errors import AlfaceError
+from alface.fsutil import write_file
 
 _ENTRY_SECONDS = 0.8  # an entering (leaving) face slides in (out) over this long
 
@@ -377,6 +378,5 @@ def write_programme(plan: Plan, out_path: str | Path) -> dict[str, Any]:
         "frames": frames,
     }  # fmt: skip
     js = out.with_suffix(".json")
-    js.with_name(js.name + ".partial").write_text(json.dumps(truth), encoding="utf-8")
-    js.with_name(js.name + ".partial").replace(js)
+    write_file(js, json.dumps(truth))
     return truth

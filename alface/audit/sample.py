@@ -25,16 +25,17 @@ import numpy as np
 from alface.annotate import AnnotationError
 from alface.annotate.export import (
     LOCAL_FILES_URL,
-    atomic_write,
     copy_file,
     guidelines_path,
     label_config,
     write_sheet,
 )
+from alface.annotate.cells import escape_cell
 from alface.annotate.readers import decode, detect_format, read_csv, read_label_studio
 from alface.classes import canonical_label
 from alface.config import Config
 from alface.faces.crops import write_jpeg
+from alface.fsutil import write_file
 
 SAMPLE_DIR = "sample"
 SAMPLE_JSON = "sample.json"
@@ -82,16 +83,16 @@ def write_sample(
                                "n": n, "kind": "label"}})  # fmt: skip
         thumbs.append((out_dir / rel, str(n)))
     out = {
-        "batch.csv": atomic_write(out_dir / "batch.csv", _csv(records)),
-        "tasks.json": atomic_write(out_dir / "tasks.json", _json(tasks)),
-        "label_config.xml": atomic_write(out_dir / "label_config.xml", label_config(cfg).encode()),
+        "batch.csv": write_file(out_dir / "batch.csv", _csv(records)),
+        "tasks.json": write_file(out_dir / "tasks.json", _json(tasks)),
+        "label_config.xml": write_file(out_dir / "label_config.xml", label_config(cfg).encode()),
         "sheet.png": write_sheet(out_dir / "sheet.png", [(f"{len(faces)} faces", thumbs)], cfg),
     }
     if (guide := guidelines_path(cfg)) is not None:
         out["guidelines.md"] = copy_file(guide, out_dir / "guidelines.md")
     info = {"faces": [fid for fid, _, _ in faces], "drawn_from": n_faces, "seed": seed,
             "how": "uniform without replacement over every face of the run (reservoir)"}  # fmt: skip
-    out[SAMPLE_JSON] = atomic_write(out_dir / SAMPLE_JSON, _json(info))
+    out[SAMPLE_JSON] = write_file(out_dir / SAMPLE_JSON, _json(info))
     return out
 
 
@@ -103,7 +104,7 @@ def _csv(records: list[dict[str, Any]]) -> bytes:
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
+    writer.writerows({k: escape_cell(v) for k, v in r.items()} for r in records)  # no formulas
     return buf.getvalue().encode("utf-8")
 
 

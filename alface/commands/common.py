@@ -35,9 +35,7 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_workdir(
-    args: argparse.Namespace, write: bool = True, lock_dir: bool = True
-) -> Workdir:
+def open_workdir(args: argparse.Namespace, write: bool = True, lock_dir: bool = True) -> Workdir:
     """Open ``args.workdir`` with ``args.overrides`` (if the command takes them); ``write``
     takes the work dir's lock for the command (see alface.lock) unless ``lock_dir`` is off."""
     return Workdir.open(

@@ -29,6 +29,7 @@ from alface.deploy.predictor import (
     is_export,
     load_export,
 )
+from alface.fsutil import partial_dir, replace_dir, write_file
 
 TOLERANCE = 1e-4  # largest |export - checkpoint| probability accepted
 CARD_MD = "model_card.md"
@@ -56,9 +57,8 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and (is_export(out) or not any(out.iterdir()))):
         raise DeployError(f"{out} exists and is not an alface export: choose another --out")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_dir(out)
     try:
         files = card["files"]
         net = ExportNet(model.eval()).eval()
@@ -74,15 +74,13 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     return {k: out / v for k, v in files.items() if k != "format"} | {"json": out / CARD_JSON}
 
 
 def _write_card(card: dict[str, Any], folder: Path) -> None:
-    (folder / CARD_JSON).write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", "utf-8")
-    (folder / CARD_MD).write_text(card_markdown(card), "utf-8")
+    write_file(folder / CARD_JSON, json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    write_file(folder / CARD_MD, card_markdown(card))
 
 
 def _write_graph(net: ExportNet, fmt: str, path: Path, size: int) -> None:
