@@ -23,6 +23,7 @@ from urllib.parse import quote
 import numpy as np
 
 from alface.annotate import AnnotationError
+from alface.annotate.cells import escape_cell
 from alface.annotate.export import (
     LOCAL_FILES_URL,
     copy_file,
@@ -30,7 +31,6 @@ from alface.annotate.export import (
     label_config,
     write_sheet,
 )
-from alface.annotate.cells import escape_cell
 from alface.annotate.readers import decode, detect_format, read_csv, read_label_studio
 from alface.classes import canonical_label
 from alface.config import Config
