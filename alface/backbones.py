@@ -12,7 +12,8 @@ Models that timm does not ship are registered as timm models (``timm.create_mode
 it is the one face-trained backbone available offline. The last conv map (128 channels) is
 average-pooled to a 3 x 3 grid: 1,152 features, at any input size of 48 px or more. On
 UTKFace race it beats a random-init EfficientNet-B0 as a frozen feature extractor by ~0.15
-macro-F1 (docs/BENCHMARKS.md); it is not meant for fine-tuning whole images at scale.
+macro-F1 (docs/BENCHMARKS.md); it is not meant for fine-tuning whole images at scale. ``dlib_resnet`` (:mod:`alface.dlib_resnet`,
+the optional extra ``alface[dlib]``): dlib's 128-d face-recognition ResNet, frozen only.
 
 Importing this module registers the models.
 """
@@ -120,6 +121,12 @@ def data_config(
         raise BackboneError(f"backbone.std must be positive, got {list(std3)}")
     if height < 1:
         raise BackboneError(f"timm model {name!r}: image size must be >= 1 px, got {height}")
+    fixed = pretrained.input_size[-1] if pretrained and pretrained.fixed_input_size else None
+    if fixed is not None and height != fixed:
+        raise BackboneError(
+            f"timm model {name!r} takes {fixed} px inputs only, not {height}: set "
+            f"data.image_size and backbone.input_size to null or {fixed}"
+        )
     return int(height), mean3, std3  # type: ignore[return-value]
 
 
@@ -225,3 +232,6 @@ def mtcnn_onet(pretrained: bool = False, **kwargs: Any) -> OnetTrunk:
     if pretrained:
         _load_trunk(model, Path(overlay.get("file") or onet_weights_path()))
     return model
+
+
+from alface import dlib_resnet as _dlib_resnet  # noqa: E402,F401  (registers dlib_resnet)

@@ -35,6 +35,7 @@ from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
+from alface.stopping import decide_label_free, stop_set_checks, uses_labels
 from alface.store import Iteration, LabelBatch, Scoring
 from alface.workdir import Workdir
 
@@ -242,7 +243,8 @@ class Loop:
             splits.promote_labeled(self.store, self.cfg.data.val_fraction)
             round_id = self.store.runs.start_round()
             rng = rng_for(self.cfg.seed, self._round_idx(), 0, "overfit")
-            splits.draw_overfit_set(self.store, self.cfg.data.overfit_size, rng, round_id)
+            size = self.cfg.data.overfit_size if uses_labels(self.cfg.loop.stop_rule) else 0
+            splits.draw_overfit_set(self.store, size, rng, round_id)
             self._goto("baseline", round=round_id, iteration=None)
         return None
 
@@ -311,6 +313,10 @@ class Loop:
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
         # a small last pool: keep at least half of it for the batch
         n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
+        if not uses_labels(self.cfg.loop.stop_rule):  # a label-free stop rule: no itval set
+            with self._commit("itval"):
+                self._goto("select")
+            return None
         with self._commit("itval"):
             ids = splits.draw_itval_set(
                 self.store, n, rng, pos["round"], pos["iteration"], (scores.ids, scores.emb),
@@ -352,14 +358,19 @@ class Loop:
         before = self._itval_before()
         baseline = self.store.runs.current_round().baseline or {}
         m, lc = self.cfg.loop.metric, self.cfg.loop
-        ok, reason = decide(
-            (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
-            float((after.get("itval") or {}).get(m) or 0.0), float((before or {}).get(m) or 0.0),
-            lc.overfit_tolerance, lc.improve_threshold,
-        )  # fmt: skip
+        stop_checks: dict[str, Any] = {}
+        if uses_labels(lc.stop_rule):
+            ok, reason = decide(
+                (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
+                float((after.get("itval") or {}).get(m) or 0.0),
+                float((before or {}).get(m) or 0.0), lc.overfit_tolerance, lc.improve_threshold,
+            )  # fmt: skip
+        else:
+            ok, reason, stop_checks = self._decide_label_free()
         if target_met(after, lc):
             ok, reason = False, TARGET
         record = self._record(after, before, baseline, ok, reason)
+        record["checks"] |= stop_checks
         self._report(record, it)
         with self._commit("decide"):
             self.store.runs.update_iteration(
@@ -374,6 +385,24 @@ class Loop:
             else:
                 self._goto("round_end", reason=reason)
         return None
+
+    def _decide_label_free(self) -> tuple[bool, str | None, dict[str, Any]]:
+        """A label-free stop rule on the remaining pool: the new model scores it (the next
+        iteration's scoring reuses that), the previous one scored it this iteration."""
+        ids, lc = splits.free_pool(self.store), self.cfg.loop
+        if not len(ids):  # nothing left to compare on: the next iteration stops (exhausted)
+            return True, None, {"rule": lc.stop_rule}
+        before = self._scores(ids).probs
+        scoring = score_free_pool(self.wd, self.devices, ids, self.progress)
+        after = scores_for(ids, self.wd.root / scoring.path, scoring.model_id).probs
+        checks = {"rule": lc.stop_rule} | stop_set_checks(before, after, before.shape[1])
+        round_id = self.position()["round"]
+        kappas = [x.metrics["checks"]["kappa"] for x in self.store.runs.iterations(round_id)
+                  if x.metrics and "kappa" in x.metrics.get("checks", {})]  # fmt: skip
+        ok, reason = decide_label_free(
+            lc.stop_rule, [*kappas, checks["kappa"]], checks["uncertainty"], lc
+        )
+        return ok, reason, checks
 
     def _itval_before(self) -> dict[str, Any] | None:
         """The previous model's metrics on this iteration's itval set (from the pool scores)."""
