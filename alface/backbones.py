@@ -45,6 +45,11 @@ ONET_MEAN = (0.5, 0.5, 0.5)
 ONET_STD = (128 / 255,) * 3
 
 
+# Models that read one input size only (timm's ``fixed_input_size`` also marks ViTs, which
+# alface rebuilds for any size): name -> side in px. Registered by the model's module.
+FIXED_INPUT_SIZE: dict[str, int] = {}
+
+
 class BackboneError(AlfaceError, ValueError):
     """A registered backbone that cannot be built (missing or unfitting weights)."""
 
@@ -121,7 +126,7 @@ def data_config(
         raise BackboneError(f"backbone.std must be positive, got {list(std3)}")
     if height < 1:
         raise BackboneError(f"timm model {name!r}: image size must be >= 1 px, got {height}")
-    fixed = pretrained.input_size[-1] if pretrained and pretrained.fixed_input_size else None
+    fixed = FIXED_INPUT_SIZE.get(name)
     if fixed is not None and height != fixed:
         raise BackboneError(
             f"timm model {name!r} takes {fixed} px inputs only, not {height}: set "

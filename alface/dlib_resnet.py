@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
-from alface.backbones import BackboneError
+from alface.backbones import FIXED_INPUT_SIZE, BackboneError
 
 DLIB_SIZE = 150  # dlib's network reads 150 x 150 chips
 DLIB_DIM = 128
@@ -127,6 +127,7 @@ default_cfgs = generate_default_cfgs(
         "dlib_resnet": {
             "input_size": (3, DLIB_SIZE, DLIB_SIZE),
             "fixed_input_size": True,
+            "min_input_size": (3, DLIB_SIZE, DLIB_SIZE),
             "mean": DLIB_MEAN,
             "std": DLIB_STD,
             "num_classes": 0,
@@ -135,6 +136,9 @@ default_cfgs = generate_default_cfgs(
         }
     }
 )
+
+
+FIXED_INPUT_SIZE["dlib_resnet"] = DLIB_SIZE
 
 
 @register_model

@@ -71,3 +71,20 @@ def test_benchmark_probe_with_logreg_is_seeded_and_beats_chance():
     b = train_probe(cfg(), x[:200], y[:200], 3, 7, TK)
     assert torch.equal(a.head.weight, b.head.weight)
     assert (predict_probs(a, x[200:]).argmax(1) == y[200:]).mean() > 0.6
+
+
+def test_alface_train_path_writes_a_checkpoint_that_loads_back(tmp_path):
+    from alface.model import load_model
+    from alface.probe import feature_loader
+    from alface.training import fit_logreg_loader
+
+    x, y = blobs(n=90, scale=6.0)
+    c = cfg()
+    model = build_model(c, 3)
+    loader = feature_loader(np.arange(len(x)), x, y, c, train=True)
+    path, epochs = fit_logreg_loader(model, loader, c, tmp_path, use_probe=True)
+    assert epochs == 0 and path.is_file()
+    np.testing.assert_allclose(predict_probs(load_model(path), x), predict_probs(model, x),
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(HeadError, match="linear-probe fast path"):
+        fit_logreg_loader(build_model(c, 3), loader, c, tmp_path, use_probe=False)
