@@ -387,15 +387,25 @@ class Loop:
         return None
 
     def _decide_label_free(self) -> tuple[bool, str | None, dict[str, Any]]:
-        """A label-free stop rule on the remaining pool: the new model scores it (the next
-        iteration's scoring reuses that), the previous one scored it this iteration."""
-        ids, lc = splits.free_pool(self.store), self.cfg.loop
-        if not len(ids):  # nothing left to compare on: the next iteration stops (exhausted)
+        """A label-free stop rule on the round's fixed stop set (the faces its baseline model
+        scored): the new model scores it (the next iteration's scoring reuses that); the
+        previous model's scores are this iteration's scoring."""
+        from alface.scoring import load_scores
+
+        lc, root = self.cfg.loop, self.wd.root
+        since = self.store.runs.current_round().started
+        base = self.store.runs.model_of(None, since)
+        first = self.store.runs.latest_scoring(base.id) if base is not None else None
+        stop = load_scores(root / first.path)[0] if first else splits.free_pool(self.store)
+        prev_ids, prev_probs, _ = load_scores(root / self._scoring().path)
+        stop = np.intersect1d(stop, prev_ids)
+        if not len(stop):
             return True, None, {"rule": lc.stop_rule}
-        before = self._scores(ids).probs
-        scoring = score_free_pool(self.wd, self.devices, ids, self.progress)
-        after = scores_for(ids, self.wd.root / scoring.path, scoring.model_id).probs
-        checks = {"rule": lc.stop_rule} | stop_set_checks(before, after, before.shape[1])
+        scoring = score_free_pool(self.wd, self.devices, stop, self.progress)
+        after = scores_for(stop, root / scoring.path, scoring.model_id).probs
+        before = prev_probs[np.searchsorted(prev_ids, stop)]
+        unlabeled = np.isin(stop, splits.free_pool(self.store))
+        checks = {"rule": lc.stop_rule} | stop_set_checks(before, after, after.shape[1], unlabeled)
         round_id = self.position()["round"]
         kappas = [x.metrics["checks"]["kappa"] for x in self.store.runs.iterations(round_id)
                   if x.metrics and "kappa" in x.metrics.get("checks", {})]  # fmt: skip

@@ -14,8 +14,8 @@ the itval set is drawn from it, stratified over k-means clusters of the scored e
 the batch is picked by :func:`alface.select.select_batch` (``select.strategy``) from the rest;
 the oracle labels both; the model retrains on train with early stopping on labeled-val;
 :func:`alface.loop.decide` and :func:`alface.loop.target_met` (or a label-free rule of
-:mod:`alface.stopping`) decide; a continuing iteration releases its itval set into train/val.
-A round ends at its stop reason, ``loop.max_iterations`` or an exhausted pool: the itval set
+:mod:`alface.stopping` on the round's fixed stop set) decide; a continuing iteration
+releases its itval set into train/val. A round ends at its stop reason, ``loop.max_iterations`` or an exhausted pool: the itval set
 and overfitting set go back to train, the unused pool is scrapped, and the next round gets the
 next pool (none left, or ``loop.max_rounds``: the loop ends). The final model is trained on
 every label (what ``alface train`` gives after the loop).
@@ -181,7 +181,7 @@ def _round(cfg, lc, data, trainer, state, seed, r, where, label, promote, point)
     model = trainer.fit(where(TRAIN, VAL), _fit_seed(seed, r, 0))
     baseline = trainer.metrics(model, overfit)
     point("baseline", model, r, 0)
-    m, kappas, reason, i = lc.metric, [], None, 0
+    m, kappas, reason, i, stop_set = lc.metric, [], None, 0, where(POOL)
     while reason is None:
         i += 1
         free = where(POOL)
@@ -218,13 +218,13 @@ def _round(cfg, lc, data, trainer, state, seed, r, where, label, promote, point)
             )  # fmt: skip
             checks = {"overfit": after["overfit"].get(m), "overfit_baseline": baseline.get(m),
                       "itval": after["itval"].get(m), "itval_before": before.get(m)}  # fmt: skip
-        else:
-            ok, why, left = True, None, where(POOL)
-            if len(left):
-                keep = np.isin(free, left)
-                checks = stop_set_checks(probs[keep], trainer.probs(new, left), len(data.classes))
-                kappas.append(checks["kappa"])
-                ok, why = decide_label_free(lc.stop_rule, kappas, checks["uncertainty"], lc)
+        else:  # the fixed stop set: the round's pool at its first iteration
+            before_s = probs if i == 1 else trainer.probs(model, stop_set)
+            unlabeled = state[stop_set] == POOL
+            checks = stop_set_checks(before_s, trainer.probs(new, stop_set), len(data.classes),
+                                     unlabeled)  # fmt: skip
+            kappas.append(checks["kappa"])
+            ok, why = decide_label_free(lc.stop_rule, kappas, checks["uncertainty"], lc)
         if L.target_met(after, lc):
             ok, why = False, L.TARGET
         point("iteration", new, r, i, decision="continue" if ok else "stop", reason=why,

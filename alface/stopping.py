@@ -6,9 +6,10 @@ set improves. It costs labels: an itval set (``data.itval_size``) every iteratio
 overfitting set taken out of training for the round.
 
 The others need no labels, so with them the loop draws no itval and no overfitting set; they
-read the models' predictions on a **stop set**: the round's unlabeled pool that remains after
-the iteration's batch (scored by the new model, which the next iteration's scoring reuses),
-compared with the previous model's predictions on the same faces:
+read the models' predictions on a fixed **stop set** (as Bloodgood & Vijay-Shanker do): the
+round's pool as its first iteration found it (the faces its baseline model scored). Each
+iteration the new model scores the stop set (the next iteration's pool scoring reuses that),
+and its predictions are compared with the previous model's on the same faces:
 
 - ``stabilizing`` (stabilizing predictions, Bloodgood & Vijay-Shanker 2009): stop when the mean
   Cohen's kappa between successive models' predictions over the last ``loop.stop_window``
@@ -17,10 +18,12 @@ compared with the previous model's predictions on the same faces:
   values themselves settle: the mean absolute change of kappa over the window is below
   ``1 - loop.stop_kappa``;
 - ``uncertainty`` (overall uncertainty, Zhu, Wang & Hovy 2008): stop when the mean normalised
-  entropy of the new model's predictions on the stop set falls below ``loop.stop_uncertainty``.
+  entropy of the new model's predictions on the still unlabeled part of the stop set (the
+  remaining pool) falls below ``loop.stop_uncertainty``.
 
-BV09 use a fixed stop set; ours loses the labeled batch each iteration (a few per cent of a
-large pool). Pure numpy; :func:`decide_label_free` is the rule, given the history.
+A stop set that shrank with the pool (an earlier version) agreed perfectly once a handful of
+faces was left: a small pool then ran to exhaustion. Pure numpy; :func:`decide_label_free` is
+the rule, given the history.
 """
 
 from __future__ import annotations
@@ -106,19 +109,24 @@ def decide_label_free(
         return False, STABLE
     if rule == "kappa_average" and kappa_settled(kappas, lc.stop_window, lc.stop_kappa):
         return False, KAPPA_SETTLED
-    if rule == "uncertainty" and uncertainty < lc.stop_uncertainty:
+    if rule == "uncertainty" and uncertainty < lc.stop_uncertainty:  # NaN: nothing unlabeled
         return False, CERTAIN
     if rule == "seed":
         raise StopRuleError("the seed's stop rule needs labels: use alface.loop.decide")
     return True, None
 
 
-def stop_set_checks(before: np.ndarray, after: np.ndarray, num_classes: int) -> dict[str, float]:
-    """Kappa between the previous and the new model's predictions on the stop set, and the
-    new model's mean normalised entropy: ``before``/``after`` are probabilities (N, K)."""
+def stop_set_checks(
+    before: np.ndarray, after: np.ndarray, num_classes: int, unlabeled: np.ndarray | None = None
+) -> dict[str, float]:
+    """Kappa between the previous and the new model's predictions on the stop set (``before``,
+    ``after``: probabilities (N, K)), and the new model's mean normalised entropy on the rows
+    ``unlabeled`` (a bool mask (N,): the stop set's faces still unlabeled; default all)."""
     before, after = np.asarray(before), np.asarray(after)
+    rows = after if unlabeled is None else after[np.asarray(unlabeled, bool)]
     return {
         "kappa": cohen_kappa(before.argmax(axis=1), after.argmax(axis=1), num_classes),
-        "uncertainty": mean_normalised_entropy(after),
+        "uncertainty": mean_normalised_entropy(rows) if len(rows) else float("nan"),
         "stop_set": int(len(after)),
+        "unlabeled": int(len(rows)),
     }

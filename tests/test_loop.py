@@ -281,7 +281,9 @@ def test_a_label_free_stop_rule_draws_no_itval_or_overfit_set_and_records_kappa(
     (it,) = wd.store.runs.iterations()
     checks = it.metrics["checks"]
     assert checks["rule"] == "stabilizing" and 0.0 <= checks["kappa"] <= 1.0
-    assert checks["stop_set"] == 260 - 150 - 40 and 0 < checks["uncertainty"] < 1
+    # the stop set: the round's pool at its first iteration; the uncertainty: its unlabeled part
+    assert checks["stop_set"] == 260 - 150 and checks["unlabeled"] == 260 - 150 - 40
+    assert 0 < checks["uncertainty"] < 1
     assert "overfit" not in it.metrics["metrics"] and "itval" not in it.metrics["metrics"]
     # the new model scored the remaining pool (the next iteration would reuse that scoring)
     newest = wd.store.runs.latest_model()

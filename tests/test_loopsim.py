@@ -36,7 +36,10 @@ def test_pools_partition_the_selectable_faces():
     pools = deal_pools(np.arange(10, 30), 3, seed=1)
     assert [len(p) for p in pools] == [7, 7, 6]
     assert np.array_equal(np.sort(np.concatenate(pools)), np.arange(10, 30))
-    assert all(np.array_equal(a, b) for a, b in zip(pools, deal_pools(np.arange(10, 30), 3, 1), strict=False))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(pools, deal_pools(np.arange(10, 30), 3, 1), strict=False)
+    )
     with pytest.raises(L.LoopError, match="loop_pools"):
         deal_pools(np.arange(5), 0, 1)
 
@@ -55,7 +58,11 @@ def test_the_seed_rule_loop_counts_every_label_and_follows_loop_decide():
         assert set(p["added"]) <= set(pool.tolist())
     its = [p for p in pts if p["kind"] == "iteration"]
     assert its and all(p["spent"].get("itval", 0) > 0 for p in its)
-    step = [b["labels"] - a["labels"] for a, b in zip(pts, pts[1:], strict=False) if b["kind"] == "iteration"]
+    step = [
+        b["labels"] - a["labels"]
+        for a, b in zip(pts, pts[1:], strict=False)
+        if b["kind"] == "iteration"
+    ]
     assert max(step) == 30 + 20  # an itval set and a batch per iteration
     lc = cfg.loop
     for p in its:
@@ -75,6 +82,10 @@ def test_label_free_rules_spend_no_itval_labels_and_read_kappa():
     assert all("itval" not in p["spent"] for p in pts)
     assert its[0]["decision"] == "stop" and its[0]["reason"] == "predictions stabilized"
     assert -1 <= its[0]["checks"]["kappa"] <= 1 and 0 <= its[0]["checks"]["uncertainty"] <= 1
+    pools = deal_pools(split["pool"], 2, 3)
+    assert its[0]["checks"]["stop_set"] == len(pools[0]) - 40  # the pool at the first iteration
+    assert its[0]["checks"]["unlabeled"] == len(pools[0]) - 40 - 20
+    assert its[1]["checks"]["stop_set"] == len(pools[1])
     assert len(its) == 2  # one iteration per round, two pools
     never = simulate_loop(cfg.replace("loop.stop_uncertainty=0.0"), data, split, "uncertainty",
                           trainer)  # fmt: skip

@@ -74,3 +74,7 @@ def test_stop_set_checks_compare_argmax_predictions():
     assert c["stop_set"] == 3
     assert c["kappa"] == pytest.approx(cohen_kappa(np.array([0, 1, 0]), np.array([0, 1, 1]), 2))
     assert c["uncertainty"] == pytest.approx(mean_normalised_entropy(after))
+    c = stop_set_checks(before, after, 2, np.array([False, True, False]))
+    assert c["uncertainty"] == pytest.approx(mean_normalised_entropy(after[1:2]))
+    assert c["unlabeled"] == 1 and c["stop_set"] == 3
+    assert math.isnan(stop_set_checks(before, after, 2, np.zeros(3, bool))["uncertainty"])
