@@ -12,7 +12,9 @@ label batch: ``iteration`` -> ``score`` (the pool, latest model) -> ``itval`` (a
 sample of the pool to label) -> ``select`` (the batch) -> ``wait`` (people or the oracle) ->
 ``train`` -> ``decide``. The inner loop goes on while the overfitting-set metric stays within
 ``loop.overfit_tolerance`` of the round's baseline AND the itval metric gains more than
-``loop.improve_threshold`` over the previous model. ``round_end`` returns the overfitting set,
+``loop.improve_threshold`` over the previous model (``loop.stop_rule=seed``; the label-free
+rules of :mod:`alface.stopping` draw no itval or overfitting set and read the models'
+predictions on the round's pool instead). ``round_end`` returns the overfitting set,
 scraps the unused pool and waits for a new one; meeting the target ends the loop (``done``).
 """
 
