@@ -310,15 +310,15 @@ class Loop:
                           scoring.model_id)  # fmt: skip
 
     def _do_itval(self) -> LoopResult | None:
+        if not uses_labels(self.cfg.loop.stop_rule):  # a label-free stop rule: no itval set
+            with self._commit("itval"):
+                self._goto("select")
+            return None
         pos, idx = self.position(), self._current().idx + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
         # a small last pool: keep at least half of it for the batch
         n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
-        if not uses_labels(self.cfg.loop.stop_rule):  # a label-free stop rule: no itval set
-            with self._commit("itval"):
-                self._goto("select")
-            return None
         with self._commit("itval"):
             ids = splits.draw_itval_set(
                 self.store, n, rng, pos["round"], pos["iteration"], (scores.ids, scores.emb),
