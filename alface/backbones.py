@@ -12,7 +12,8 @@ Models that timm does not ship are registered as timm models (``timm.create_mode
 it is the one face-trained backbone available offline. The last conv map (128 channels) is
 average-pooled to a 3 x 3 grid: 1,152 features, at any input size of 48 px or more. On
 UTKFace race it beats a random-init EfficientNet-B0 as a frozen feature extractor by ~0.15
-macro-F1 (docs/BENCHMARKS.md); it is not meant for fine-tuning whole images at scale.
+macro-F1 (docs/BENCHMARKS.md); it is not meant for fine-tuning whole images at scale. ``dlib_resnet`` (:mod:`alface.dlib_resnet`,
+the optional extra ``alface[dlib]``): dlib's 128-d face-recognition ResNet, frozen only.
 
 Importing this module registers the models.
 """
@@ -42,6 +43,11 @@ ONET_CHANNELS = 128
 # MTCNN feeds (x - 127.5) / 128 of 0..255 RGB: in timm terms mean 0.5, std 128 / 255.
 ONET_MEAN = (0.5, 0.5, 0.5)
 ONET_STD = (128 / 255,) * 3
+
+
+# Models that read one input size only (timm's ``fixed_input_size`` also marks ViTs, which
+# alface rebuilds for any size): name -> side in px. Registered by the model's module.
+FIXED_INPUT_SIZE: dict[str, int] = {}
 
 
 class BackboneError(AlfaceError, ValueError):
@@ -120,6 +126,12 @@ def data_config(
         raise BackboneError(f"backbone.std must be positive, got {list(std3)}")
     if height < 1:
         raise BackboneError(f"timm model {name!r}: image size must be >= 1 px, got {height}")
+    fixed = FIXED_INPUT_SIZE.get(name)
+    if fixed is not None and height != fixed:
+        raise BackboneError(
+            f"timm model {name!r} takes {fixed} px inputs only, not {height}: set "
+            f"data.image_size and backbone.input_size to null or {fixed}"
+        )
     return int(height), mean3, std3  # type: ignore[return-value]
 
 
@@ -225,3 +237,6 @@ def mtcnn_onet(pretrained: bool = False, **kwargs: Any) -> OnetTrunk:
     if pretrained:
         _load_trunk(model, Path(overlay.get("file") or onet_weights_path()))
     return model
+
+
+from alface import dlib_resnet as _dlib_resnet  # noqa: E402,F401  (registers dlib_resnet)

@@ -17,6 +17,7 @@ SeedSequence over (s, t)); selection seeds are drawn over (s, strategy, t).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 import zlib
@@ -48,7 +49,7 @@ from alface.training import fit_head, seeded
 log = logging.getLogger(__name__)
 
 METRICS = ("macro_f1", "acc")  # every point records both; the curves and summaries too
-_TRAIN_STREAM, _SELECT_STREAM = 201, 202
+_TRAIN_STREAM, _SELECT_STREAM, _CEILING_STREAM = 201, 202, 203
 
 
 class BenchmarkError(AlfaceError, ValueError):
@@ -119,8 +120,42 @@ def check_benchmark(cfg: Config) -> list[str]:
     return specs
 
 
-def embed_folder(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.ndarray:
-    """Frozen penultimate features (N, D) float32 of every image of ``folder``, in order."""
+def features_key(cfg: Config, folder: LabeledFolder) -> str:
+    """A hash of what frozen features depend on: the backbone spec, the seed (a random-init
+    backbone), and every image's path, size and modification time."""
+    from alface.backbones import backbone_spec
+
+    h = hashlib.sha1(repr((dataclasses.asdict(backbone_spec(cfg.backbone, cfg.data.image_size)),
+                           cfg.seed if not cfg.backbone.pretrained else None)).encode())  # fmt: skip
+    for p in folder.paths:
+        st = Path(p).stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def embed_folder(
+    cfg: Config, folder: LabeledFolder, tk: dict[str, Any], cache_dir: Path | None = None
+) -> np.ndarray:
+    """Frozen penultimate features (N, D) float32 of every image of ``folder``, in order; read
+    from (and written to) ``cache_dir``/features-KEY.npy when given (:func:`features_key`)."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"features-{features_key(cfg, folder)}.npy"
+        if path.is_file():
+            emb = np.load(path)
+            if emb.shape[0] == len(folder):
+                log.info("features from %s", path)
+                return emb
+    emb = _embed(cfg, folder, tk)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+    return emb
+
+
+def _embed(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.ndarray:
     with seeded(cfg.seed):
         model = build_model(cfg, len(folder.classes))
     ds = CropDataset(np.arange(len(folder)), folder.targets, cfg.image_size,
@@ -132,16 +167,23 @@ def embed_folder(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.n
 
 
 def train_probe(
-    cfg: Config, emb: np.ndarray, targets: np.ndarray, num_classes: int, seed: int, tk: dict
+    cfg: Config,
+    emb: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    seed: int,
+    tk: dict,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FaceClassifier:
-    """A fresh model whose head is trained on ``emb`` (n, D) / ``targets`` (n,) with seed."""
+    """A fresh model whose head is trained on ``emb`` (n, D) / ``targets`` (n,) with seed;
+    early stopping on ``val`` = (features, targets) when given (as ``alface train`` does)."""
     cfg = dataclasses.replace(cfg, seed=int(seed))
     weights = None
     if cfg.train.class_balance == "weights":
         weights = class_weights(targets, num_classes).tolist()
     with seeded(cfg.seed):
         model = build_model(cfg, num_classes, weights)
-    return fit_head(model, emb, targets, cfg, tk=tk)
+    return fit_head(model, emb, targets, cfg, tk=tk, val=val)
 
 
 @torch.no_grad()
@@ -213,6 +255,22 @@ def make_point(
     }  # fmt: skip
 
 
+def ceiling_metrics(
+    cfg: Config,
+    emb: np.ndarray,
+    targets: np.ndarray,
+    classes: tuple[str, ...],
+    split: dict[str, Any],
+    tk: dict[str, Any],
+) -> dict[str, float]:
+    """The ceiling of one seed: test metrics of the head trained on the whole selectable pool."""
+    pool, test = np.asarray(split["pool"]), np.asarray(split["test"])
+    model = train_probe(cfg, emb[pool], targets[pool], len(classes),
+                        sub_seed(split["seed"], _CEILING_STREAM), tk)  # fmt: skip
+    m = probs_metrics(predict_probs(model, emb[test]), targets[test], classes)
+    return {k: float(m[k]) for k in METRICS}
+
+
 def make_split(targets: np.ndarray, cfg: Config, seed: int) -> dict[str, Any]:
     """One seed's test split, selectable pool and initial labeled set (index arrays)."""
     pool, test = split_test(targets, cfg.benchmark.test_fraction, seed)
@@ -229,14 +287,18 @@ def simulate(
     tk: dict[str, Any],
     progress: ProgressFn | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[int]]:
-    """(points, splits, schedule) of every strategy on every seed, on features ``emb``."""
+    """(points, splits, schedule) of every strategy on every seed, on features ``emb``; each
+    split carries its seed's ``ceiling`` metrics."""
     specs, b = check_benchmark(cfg), cfg.benchmark
     splits = [make_split(targets, cfg, int(s)) for s in seeds]
     schedule = label_schedule(b.initial, b.step, b.budget, min(len(s["pool"]) for s in splits))
     if progress:
-        progress(0, total=len(splits) * len(specs) * len(schedule), status="")
+        progress(0, total=len(splits) * (len(specs) * len(schedule) + 1), status="")
     points = []
     for split in splits:
+        split["ceiling"] = ceiling_metrics(cfg, emb, targets, classes, split, tk)
+        if progress:
+            progress(1, status=f"seed {split['seed']} ceiling {split['ceiling']}")
         for spec in specs:
             points += run_curve(cfg, emb, targets, classes, split, spec, schedule, tk, progress)
             log.debug("seed %d %s: %s", split["seed"], spec, points[-1]["metrics"])
@@ -249,9 +311,11 @@ def run_benchmark(
     seeds: int | None = None,
     base_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    cache_dir: Path | None = None,
 ) -> BenchmarkResult:
-    """Embed ``cfg.dataset`` once, simulate every strategy over ``seeds`` seeds (default
-    ``benchmark.seeds``; seed values cfg.seed, cfg.seed + 1, ...), and summarise."""
+    """Embed ``cfg.dataset`` once (or read the features from ``cache_dir``), simulate every
+    strategy over ``seeds`` seeds (default ``benchmark.seeds``; seed values cfg.seed,
+    cfg.seed + 1, ...), and summarise."""
     check_benchmark(cfg)
     n_seeds = cfg.benchmark.seeds if seeds is None else seeds
     if n_seeds < 1:
@@ -262,7 +326,7 @@ def run_benchmark(
     if progress:
         progress(0, status=f"embedding {len(folder):,} images")
     t0 = time.perf_counter()
-    emb = embed_folder(cfg, folder, tk)
+    emb = embed_folder(cfg, folder, tk, cache_dir)
     t1 = time.perf_counter()
     seed_values = [cfg.seed + i for i in range(n_seeds)]
     points, splits, schedule = simulate(
@@ -278,7 +342,7 @@ def run_benchmark(
         "seconds": {"embed": round(t1 - t0, 1), "simulate": round(time.perf_counter() - t1, 1)},
         "config": to_dict(cfg),
     }  # fmt: skip
-    splits = [{k: s[k] for k in ("seed", "test", "initial")} for s in splits]
+    splits = [{k: s[k] for k in ("seed", "test", "initial", "ceiling")} for s in splits]
     return summarise(points, splits, info)
 
 
@@ -290,7 +354,13 @@ def summarise(
     metrics = [first, *(m for m in METRICS if m != first)]
     curves = {m: collect_curves(points, m) for m in metrics}
     targets = info.get("targets", (0.95, 1.0))
-    summary = {m: summary_table(curves[m], targets) for m in metrics}
+    b = info.get("config", {}).get("benchmark", {})
+    kw = {"ceiling_target": b.get("ceiling_target", 0.98),
+          "low_range": tuple(b.get("low_budget", (50, 500)))}  # fmt: skip
+    summary = {}
+    for m in metrics:
+        ceiling = {s["seed"]: s["ceiling"][m] for s in splits if "ceiling" in s} or None
+        summary[m] = summary_table(curves[m], targets, ceiling=ceiling, **kw)
     return BenchmarkResult(points, splits, curves, summary, info)
 
 
@@ -306,8 +376,12 @@ def write_benchmark(
     targets = result.info.get("targets", (0.95, 1.0))
     title = (f"{result.info.get('backbone', '')} linear probe, "
              f"{len(result.info.get('seeds', []))} seeds: test metric vs labels")  # fmt: skip
-    png = plot_learning_curve_panels(result.curves, out / "learning_curves.png",
-                                     targets=targets, title=title)  # fmt: skip
+    ceilings = {m: float(np.mean([s["ceiling"][m] for s in result.splits]))
+                for m in result.curves if all("ceiling" in s for s in result.splits)}  # fmt: skip
+    b = result.info.get("config", {}).get("benchmark", {})
+    png = plot_learning_curve_panels(result.curves, out / "learning_curves.png", targets=targets,
+                                     title=title, ceilings=ceilings or None,
+                                     ceiling_target=b.get("ceiling_target", 0.98))  # fmt: skip
     data = result.to_dict() | ({"command": command} if command else {})
     path = write_json(data, out / "benchmark.json")
     md = write_file(out / "summary.md", summary_text(result, command))

@@ -133,6 +133,9 @@ class TrainConfig:
     monitor: str = "val/macro_f1"
     class_balance: Literal["none", "weights", "sampler"] = "weights"
     warm_start: bool = False
+    head: Literal["lightning", "logreg"] = "lightning"  # how a linear probe's head is fitted
+    head_cs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    head_folds: int = 5
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
@@ -172,6 +175,10 @@ class LoopConfig:
     max_iterations: int = 20
     max_rounds: int = 10
     initial_size: int = 200  # the first batch (random) when nothing is labeled yet
+    stop_rule: Literal["seed", "stabilizing", "kappa_average", "uncertainty"] = "seed"
+    stop_kappa: float = 0.99  # stabilizing / kappa_average: agreement of successive models
+    stop_window: int = 3  # ... over this many iterations
+    stop_uncertainty: float = 0.05  # uncertainty: mean normalised entropy of the stop set
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,10 @@ class BenchmarkConfig:
     seeds: int = 5
     metric: str = "macro_f1"  # the test-split metric the curves and the summary use
     targets: tuple[float, ...] = (0.95, 1.0)  # shares of random's final metric to reach
+    ceiling_target: float = 0.98  # share of the whole-pool model's metric (the ceiling) to reach
+    low_budget: tuple[float, float] = (50.0, 500.0)  # label range of the low-budget AUC
+    loop_pools: int = 2  # --mode loop: the selectable pool dealt into this many rounds' pools
+    stop_rules: tuple[str, ...] = ("seed", "stabilizing", "kappa_average", "uncertainty")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from alface.config import Config, ConfigError
+from alface.config import Config, ConfigError, LoopConfig
 
 Rule = tuple[Callable[[Any], bool], str]  # (is the value allowed?, what is allowed)
 
@@ -28,6 +28,7 @@ METRICS = ("macro_f1", "acc")  # what every evaluation records (alface.metrics)
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
               "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64")  # fmt: skip
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+STOP_RULES = typing.get_args(typing.get_type_hints(LoopConfig)["stop_rule"])
 _STRATEGY = re.compile(
     r"auto|single_device|single_tpu|single_xla|xla(_debug)?|fsdp(_cpu_offload)?"
     r"|(ddp|ddp_spawn|ddp_fork|ddp_notebook)(_find_unused_parameters_(true|false))?"
@@ -139,6 +140,12 @@ RULES: dict[str, Rule] = {
     "train.monitor": one_of(MONITORS),
     "train.class_balance": ANY,  # Literal
     "train.warm_start": ANY,
+    "train.head": ANY,  # Literal
+    "train.head_cs": (
+        lambda v: len(v) >= 1 and all(_num(x) and x > 0 for x in v),
+        "a non-empty list of inverse regularisation strengths > 0",
+    ),
+    "train.head_folds": at_least(2),
     "train.trainer.accelerator": one_of(ACCELERATORS),
     "train.trainer.devices": matching(
         _DEVICES,
@@ -174,6 +181,10 @@ RULES: dict[str, Rule] = {
     "loop.target_set": ANY,  # Literal
     "loop.max_iterations": at_least(1),
     "loop.max_rounds": at_least(1),
+    "loop.stop_rule": ANY,  # Literal
+    "loop.stop_kappa": within(-1, 1),
+    "loop.stop_window": at_least(1),
+    "loop.stop_uncertainty": FRACTION,
     "loop.initial_size": at_least(1),
     "annotate.pair_fraction": FRACTION,
     "annotate.kappa_warning": within(-1, 1),
@@ -195,6 +206,16 @@ RULES: dict[str, Rule] = {
     "benchmark.test_fraction": within(0, 1, low_open=True, high_open=True),
     "benchmark.seeds": at_least(1),
     "benchmark.metric": one_of(METRICS),
+    "benchmark.ceiling_target": within(0, 1, low_open=True),
+    "benchmark.low_budget": (
+        lambda v: len(v) == 2 and all(_num(x) for x in v) and 0 < v[0] < v[1],
+        "two label counts, 0 < low < high",
+    ),
+    "benchmark.loop_pools": at_least(1),
+    "benchmark.stop_rules": (
+        lambda v: len(v) >= 1 and all(s in STOP_RULES for s in v),
+        f"a non-empty list of {', '.join(STOP_RULES)}",
+    ),
     "benchmark.targets": (
         lambda v: len(v) >= 1 and all(_num(x) and x > 0 for x in v),
         "a non-empty list of shares > 0",

@@ -12,7 +12,9 @@ label batch: ``iteration`` -> ``score`` (the pool, latest model) -> ``itval`` (a
 sample of the pool to label) -> ``select`` (the batch) -> ``wait`` (people or the oracle) ->
 ``train`` -> ``decide``. The inner loop goes on while the overfitting-set metric stays within
 ``loop.overfit_tolerance`` of the round's baseline AND the itval metric gains more than
-``loop.improve_threshold`` over the previous model. ``round_end`` returns the overfitting set,
+``loop.improve_threshold`` over the previous model (``loop.stop_rule=seed``; the label-free
+rules of :mod:`alface.stopping` draw no itval or overfitting set and read the models'
+predictions on the round's pool instead). ``round_end`` returns the overfitting set,
 scraps the unused pool and waits for a new one; meeting the target ends the loop (``done``).
 """
 
@@ -36,6 +38,7 @@ from alface.errors import AlfaceError
 from alface.failpoints import failpoint
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
+from alface.stopping import decide_label_free, stop_set_checks, uses_labels
 from alface.store import Iteration, LabelBatch, Scoring
 from alface.workdir import Workdir
 
@@ -249,7 +252,8 @@ class Loop:
             splits.promote_labeled(self.store, self.cfg.data.val_fraction)
             round_id = self.store.runs.start_round()
             rng = rng_for(self.cfg.seed, self._round_idx(), 0, "overfit")
-            splits.draw_overfit_set(self.store, self.cfg.data.overfit_size, rng, round_id)
+            size = self.cfg.data.overfit_size if uses_labels(self.cfg.loop.stop_rule) else 0
+            splits.draw_overfit_set(self.store, size, rng, round_id)
             self._goto("baseline", round=round_id, iteration=None)
         return None
 
@@ -313,6 +317,10 @@ class Loop:
                           scoring.model_id)  # fmt: skip
 
     def _do_itval(self) -> LoopResult | None:
+        if not uses_labels(self.cfg.loop.stop_rule):  # a label-free stop rule: no itval set
+            with self._commit("itval"):
+                self._goto("select")
+            return None
         pos, idx = self.position(), self._current().idx + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
@@ -359,14 +367,19 @@ class Loop:
         before = self._itval_before()
         baseline = self.store.runs.current_round().baseline or {}
         m, lc = self.cfg.loop.metric, self.cfg.loop
-        ok, reason = decide(
-            (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
-            float((after.get("itval") or {}).get(m) or 0.0), float((before or {}).get(m) or 0.0),
-            lc.overfit_tolerance, lc.improve_threshold,
-        )  # fmt: skip
+        stop_checks: dict[str, Any] = {}
+        if uses_labels(lc.stop_rule):
+            ok, reason = decide(
+                (after.get("overfit") or {}).get(m), baseline.get(m) if baseline else None,
+                float((after.get("itval") or {}).get(m) or 0.0),
+                float((before or {}).get(m) or 0.0), lc.overfit_tolerance, lc.improve_threshold,
+            )  # fmt: skip
+        else:
+            ok, reason, stop_checks = self._decide_label_free()
         if target_met(after, lc):
             ok, reason = False, TARGET
         record = self._record(after, before, baseline, ok, reason)
+        record["checks"] |= stop_checks
         self._report(record, it)
         with self._commit("decide"):
             self.store.runs.update_iteration(
@@ -381,6 +394,34 @@ class Loop:
             else:
                 self._goto("round_end", reason=reason)
         return None
+
+    def _decide_label_free(self) -> tuple[bool, str | None, dict[str, Any]]:
+        """A label-free stop rule on the round's fixed stop set (the faces its baseline model
+        scored): the new model scores it (the next iteration's scoring reuses that); the
+        previous model's scores are this iteration's scoring."""
+        from alface.scoring import load_scores
+
+        lc, root = self.cfg.loop, self.wd.root
+        since = self.store.runs.current_round().started
+        base = self.store.runs.model_of(None, since)
+        first = self.store.runs.latest_scoring(base.id) if base is not None else None
+        stop = load_scores(root / first.path)[0] if first else splits.free_pool(self.store)
+        prev_ids, prev_probs, _ = load_scores(root / self._scoring().path)
+        stop = np.intersect1d(stop, prev_ids)
+        if not len(stop):
+            return True, None, {"rule": lc.stop_rule}
+        scoring = score_free_pool(self.wd, self.devices, stop, self.progress)
+        after = scores_for(stop, root / scoring.path, scoring.model_id).probs
+        before = prev_probs[np.searchsorted(prev_ids, stop)]
+        unlabeled = np.isin(stop, splits.free_pool(self.store))
+        checks = {"rule": lc.stop_rule} | stop_set_checks(before, after, after.shape[1], unlabeled)
+        round_id = self.position()["round"]
+        kappas = [x.metrics["checks"]["kappa"] for x in self.store.runs.iterations(round_id)
+                  if x.metrics and "kappa" in x.metrics.get("checks", {})]  # fmt: skip
+        ok, reason = decide_label_free(
+            lc.stop_rule, [*kappas, checks["kappa"]], checks["uncertainty"], lc
+        )
+        return ok, reason, checks
 
     def _itval_before(self) -> dict[str, Any] | None:
         """The previous model's metrics on this iteration's itval set (from the pool scores)."""

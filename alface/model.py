@@ -62,7 +62,7 @@ def create_backbone(b: BackboneSpec, num_classes: int, load_weights: bool = True
     try:
         model = _create(b.name, b.image_size, kwargs)
     except (OSError, RuntimeError, ValueError) as e:
-        if not kwargs.get("pretrained"):
+        if not kwargs.get("pretrained") or isinstance(e, AlfaceError):
             raise
         where = str(path) if path else "the Hugging Face hub (network needed on first use)"
         raise ModelError(
@@ -71,6 +71,8 @@ def create_backbone(b: BackboneSpec, num_classes: int, load_weights: bool = True
         ) from e
     if path is not None:
         _check_loaded(model, path, b.name)
+    if hasattr(model, "set_input_norm"):  # a network outside torch un-normalises its inputs
+        model.set_input_norm(b.mean, b.std)
     return model
 
 
@@ -155,6 +157,11 @@ class FaceClassifier(L.LightningModule):
              "augment": None if augment is None else _plain(augment)}
         )  # fmt: skip
         self.model = create_backbone(backbone, len(self.classes), load_weights)
+        if mode == "finetune" and getattr(self.model, "frozen_only", False):
+            raise ModelError(
+                f"backbone {backbone.name} cannot be fine-tuned (it runs outside torch, without "
+                "gradients): set train.mode=linear_probe"
+            )
         self.frozen = mode == "linear_probe"
         if self.frozen:
             self.model.requires_grad_(False)

@@ -84,9 +84,13 @@ def draw_learning_curves(
     metric_name: str,
     band: str = "std",
     targets: Sequence[float] = (),
+    ceiling: float | None = None,
+    ceiling_target: float = 0.98,
 ) -> None:
     """Mean metric vs labels, one line per strategy, shaded ±1 std (or min-max) over seeds;
-    dotted lines at each share of the baseline's final mean in ``targets``."""
+    dotted lines at each share of the baseline's final mean in ``targets``; with ``ceiling``
+    (the whole-pool model's mean metric), a solid line there and a dashed one at
+    ``ceiling_target`` of it."""
     if band not in ("std", "minmax"):
         raise ReportError(f"band must be std or minmax, got {band!r}")
     colors = strategy_colors(list(curves))
@@ -104,6 +108,12 @@ def draw_learning_curves(
             ax.annotate(f"{target_key(share)} % of {BASELINE} final", (0.01, share * final),
                         xycoords=("axes fraction", "data"), ha="left", va="bottom",
                         fontsize=7, color="0.35")  # fmt: skip
+    if ceiling is not None:
+        ax.axhline(ceiling, color="k", lw=1)
+        ax.axhline(ceiling_target * ceiling, color="k", ls="--", lw=0.8)
+        ax.annotate(f"ceiling (whole pool) and {target_key(ceiling_target)} % of it",
+                    (0.99, ceiling), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=7)  # fmt: skip
     ax.set_xlabel("labeled images")
     ax.set_ylabel(metric_name)
     ax.grid(alpha=0.3)
@@ -130,14 +140,18 @@ def plot_learning_curve_panels(
     band: str = "std",
     targets: Sequence[float] = (),
     title: str | None = None,
+    ceilings: Mapping[str, float] | None = None,
+    ceiling_target: float = 0.98,
 ) -> Path:
-    """A PNG with one :func:`draw_learning_curves` panel per metric (``{metric: curves}``)."""
+    """A PNG with one :func:`draw_learning_curves` panel per metric (``{metric: curves}``);
+    ``ceilings``: the mean ceiling of each metric, drawn as a line."""
     if not curves or not all(curves.values()):
         raise ReportError("no learning curves to plot")
     fig = _figure(6.5 * len(curves), 4.5)
     for ax, (metric, by_strategy) in zip(fig.subplots(1, len(curves), squeeze=False)[0],
                                          curves.items(), strict=True):  # fmt: skip
-        draw_learning_curves(ax, by_strategy, metric, band, targets)
+        top = (ceilings or {}).get(metric)
+        draw_learning_curves(ax, by_strategy, metric, band, targets, top, ceiling_target)
         ax.set_title(f"Test {metric}")
     spread = "±1 std" if band == "std" else "min-max"
     fig.suptitle(title or f"Test metrics vs labels (mean, {spread} over seeds)")
@@ -319,7 +333,12 @@ def summary_markdown(
     metric: str = "macro_f1",
 ) -> str:
     """A markdown table of :func:`alface.curves.summary_table` rows (docs/BENCHMARKS.md)."""
-    head = ["strategy", "seeds", f"final {metric}", "AUC"]
+    ckey = next((k[7:] for r in summary[:1] for k in r if k.startswith("labels_c")), None)
+    low = next((r["auc_low_range"] for r in summary[:1] if r.get("auc_low_range")), None)
+    head = ["strategy", "seeds", f"final {metric}", "AUC",
+            "AUC low" if low is None else f"AUC {low[0]:.0f}-{low[1]:.0f}"]  # fmt: skip
+    if ckey:
+        head += [f"labels to {ckey[1:]} % ceiling", f"ratio ({ckey[1:]} % ceiling)"]
     for f in targets:
         k = target_key(f)
         head += [f"labels to {k} %", f"ratio ({k} %)"]
@@ -330,7 +349,14 @@ def summary_markdown(
             f"{r['seeds']}",
             f"{r['final']:.3f} ± {r['final_std']:.3f}",
             f"{r['auc']:.3f}",
+            "–" if r.get("auc_low") is None else f"{r['auc_low']:.3f}",
         ]
+        for k in [ckey] if ckey else []:
+            n, ratio = r.get(f"labels_{k}"), r.get(f"ratio_{k}")
+            cells += [
+                "not reached" if n is None else f"{n:.0f}",
+                "–" if ratio is None else f"{ratio:.2f}",
+            ]
         for f in targets:
             k = target_key(f)
             n, ratio = r.get(f"labels_{k}"), r.get(f"ratio_{k}")
@@ -340,4 +366,10 @@ def summary_markdown(
             ]
         lines.append("| " + " | ".join(cells) + " |")
     note = f"Labels to reach a share of {BASELINE}'s final mean {metric} (linear interpolation); ratio = labels / {BASELINE}'s labels."
+    if ckey:
+        ceiling = summary[0]["ceiling"]
+        note += (
+            f" Ceiling: a model trained on the whole selectable pool, per seed (mean "
+            f"{ceiling:.3f}); each seed's curve is divided by its ceiling before the mean."
+        )
     return "\n".join(lines) + "\n\n" + note + "\n"

@@ -125,7 +125,10 @@ def train(
         train_loader, val_loader, evals = (
             probe.probe_loaders(model, dm, tk) if use_probe else image_loaders(dm)
         )
-        best, epochs = fit(model, train_loader, val_loader, cfg, run_dir, tk, progress)
+        if cfg.train.head == "logreg":
+            best, epochs = fit_logreg_loader(model, train_loader, cfg, run_dir, use_probe)
+        else:
+            best, epochs = fit(model, train_loader, val_loader, cfg, run_dir, tk, progress)
         metrics = evaluate(model, evals, tk)
     barrier()  # every rank has loaded the best checkpoint before rank 0 moves it
     if not is_global_zero():
@@ -170,11 +173,34 @@ def fit_head(
     ``tk`` are the Trainer settings (:attr:`alface.device.Devices.trainer`); early stopping on
     ``val`` = (emb (M, D), labels (M,)) when given. Returns ``model``.
     """
+    if cfg.train.head == "logreg":
+        from alface.logreg_head import fit_logreg_head
+
+        return fit_logreg_head(model, emb, labels, cfg)
     train_loader = probe.feature_loader(np.arange(len(emb)), emb, labels, cfg, train=True)
     val_loader = None if val is None else probe.feature_loader(np.arange(len(val[0])), *val, cfg)
     with seeded(cfg.seed), tempfile.TemporaryDirectory() as tmp:
         fit(model, train_loader, val_loader, cfg, Path(tmp), tk)
     return model
+
+
+def fit_logreg_loader(
+    model: FaceClassifier, loader: DataLoader, cfg: Config, run_dir: Path, use_probe: bool
+) -> tuple[Path, int]:
+    """``train.head=logreg`` on the features of a probe ``loader``; (checkpoint, 0 epochs)."""
+    from alface.logreg_head import HeadError, fit_logreg_head
+
+    if not use_probe:
+        raise HeadError(
+            "train.head=logreg needs the linear-probe fast path: train.mode=linear_probe on "
+            "one device"
+        )
+    ds = loader.dataset
+    fit_logreg_head(model, ds.emb.numpy(), ds.labels.numpy(), cfg)
+    path = run_dir / "checkpoints" / "best.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path, 0
 
 
 @contextlib.contextmanager

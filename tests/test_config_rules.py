@@ -61,6 +61,11 @@ BAD = {
     "benchmark.initial": ["0"], "benchmark.step": ["0"], "benchmark.budget": ["0"],
     "benchmark.test_fraction": ["0", "1"], "benchmark.seeds": ["0"],
     "benchmark.metric": ["loss"], "benchmark.targets": ["[]", "[0]"],
+    "benchmark.ceiling_target": ["0", "1.2"], "benchmark.low_budget": ["[500, 50]"],
+    "benchmark.loop_pools": ["0"], "benchmark.stop_rules": ["[]", "[never]"],
+    "loop.stop_rule": ["sometimes"], "loop.stop_kappa": ["2"], "loop.stop_window": ["0"],
+    "loop.stop_uncertainty": ["-0.1"], "train.head": ["svm"], "train.head_cs": ["[]", "[0]"],
+    "train.head_folds": ["1"],
 }  # fmt: skip
 CASES = [(key, value) for key, values in BAD.items() for value in values]
 

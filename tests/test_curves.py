@@ -7,6 +7,8 @@ from alface.curves import (
     Curve,
     CurveError,
     area_under_curve,
+    auc_range,
+    ceiling_share,
     collect_curves,
     labels_to_reach,
     summary_table,
@@ -113,3 +115,42 @@ def test_collect_curves_from_benchmark_points():
         collect_curves(points, "auc")
     with pytest.raises(CurveError, match="different label counts"):
         collect_curves(points[:-1], "macro_f1")
+
+
+def test_auc_over_a_range_interpolates_the_ends():
+    labels, mean = np.array([100.0, 200.0, 400.0]), np.array([0.2, 0.4, 0.8])
+    assert area_under_curve(labels, mean) == pytest.approx((30 + 120) / 300)
+    # [150, 300]: 0.3 -> 0.4 over 50, 0.4 -> 0.6 over 100: (17.5 + 50) / 150
+    assert area_under_curve(labels, mean, 150, 300) == pytest.approx(67.5 / 150)
+    assert area_under_curve(labels, mean, 50, 500) == area_under_curve(labels, mean)  # clipped
+    assert area_under_curve(labels, mean, 50, 100) == pytest.approx(0.2)  # one point left
+    assert auc_range(labels, 50, 150) == (100.0, 150.0)
+    with pytest.raises(CurveError, match="empty"):
+        area_under_curve(labels, mean, 300, 200)
+
+
+def test_labels_to_reach_a_share_of_each_seeds_ceiling():
+    base = Curve(np.array([10, 20, 30]), np.array([[0.5, 0.7, 0.8], [0.3, 0.5, 0.6]]), (0, 1))
+    fast = Curve(np.array([10, 20, 30]), np.array([[0.6, 0.8, 0.8], [0.4, 0.6, 0.6]]), (0, 1))
+    ceiling = {0: 0.8, 1: 0.6}
+    # shares per seed: base (.625,.875,1) and (.5,.833,1) -> mean (.5625, .854, 1)
+    assert np.allclose(ceiling_share(base, ceiling), [0.5625, (0.875 + 5 / 6) / 2, 1.0])
+    rows = summary_table({"random": base, "fast": fast}, (1.0,), ceiling=ceiling,
+                         ceiling_target=0.9, low_range=(10, 20))  # fmt: skip
+    b, f = rows
+    assert b["ceiling"] == pytest.approx(0.7) and b["ratio_c90"] == 1.0
+    # fast: shares (.75, 1, 1) and (.667, 1, 1): mean .708 -> 1.0 ; 0.9 reached at 10 + 10 * .192/.292
+    assert f["labels_c90"] == pytest.approx(10 + 10 * (0.9 - 0.7083333) / (1 - 0.7083333))
+    assert f["ratio_c90"] == pytest.approx(f["labels_c90"] / b["labels_c90"])
+    assert f["auc_low"] == pytest.approx(0.6) and f["auc_low_range"] == [10.0, 20.0]
+    with pytest.raises(CurveError, match="no ceiling for seed"):
+        ceiling_share(base, {0: 0.8})
+    with pytest.raises(CurveError, match="without seeds"):
+        ceiling_share(Curve(np.array([1]), np.array([0.5])), ceiling)
+
+
+def test_collect_curves_keeps_the_seed_of_each_row():
+    pts = [{"strategy": "random", "seed": s, "labels": n, "metrics": {"acc": s + n / 100}}
+           for s in (1, 0) for n in (10, 20)]  # fmt: skip
+    c = collect_curves(pts, "acc")["random"]
+    assert c.seeds == (0, 1) and np.allclose(c.metric[1], [1.1, 1.2])

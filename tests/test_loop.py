@@ -266,3 +266,29 @@ def test_killed_at_every_step_it_resumes_to_the_same_store(utk_dir, tmp_path):
     for key in a:
         assert a[key] == b[key], key
     assert len(np.unique([e[0] for e in events])) >= 10
+
+
+@pytest.mark.slow
+def test_a_label_free_stop_rule_draws_no_itval_or_overfit_set_and_records_kappa(utk_dir, tmp_path):
+    """loop.stop_rule=stabilizing with a window of one and kappa 0: the first iteration's new
+    model agrees with the baseline above chance on the remaining pool, so the round stops."""
+    files = _files(utk_dir, 2, 260)
+    root = _workdir(tmp_path / "wd", files, "loop.stop_rule=stabilizing", "loop.stop_window=1",
+                    "loop.stop_kappa=0.0")  # fmt: skip
+    truth = _oracle_csv(tmp_path / "truth.csv", files)
+    assert main(["loop", str(root), "--oracle", str(truth)]) == 0
+    ((reason, its),) = _rounds(root)
+    assert reason == "predictions stabilized" and its == ["predictions stabilized"]
+    wd = Workdir.open(root)
+    assert sorted(b.kind for b in wd.store.runs.batches()) == ["initial", "select"]
+    (it,) = wd.store.runs.iterations()
+    checks = it.metrics["checks"]
+    assert checks["rule"] == "stabilizing" and 0.0 <= checks["kappa"] <= 1.0
+    # the stop set: the round's pool at its first iteration; the uncertainty: its unlabeled part
+    assert checks["stop_set"] == 260 - 150 and checks["unlabeled"] == 260 - 150 - 40
+    assert 0 < checks["uncertainty"] < 1
+    assert "overfit" not in it.metrics["metrics"] and "itval" not in it.metrics["metrics"]
+    # the new model scored the remaining pool (the next iteration would reuse that scoring)
+    newest = wd.store.runs.latest_model()
+    assert wd.store.runs.latest_scoring(newest.id).n_items == checks["stop_set"]
+    wd.close()

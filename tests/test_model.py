@@ -1,3 +1,5 @@
+import importlib.util
+
 import lightning as L
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from conftest import SHARED
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
-from alface.backbones import BackboneError, BackboneSpec, backbone_spec
+from alface.backbones import FIXED_INPUT_SIZE, BackboneError, BackboneSpec, backbone_spec
 from alface.cache import load_crop
 from alface.config import Config, backbone_names, to_dict
 from alface.model import FaceClassifier, ModelError, build_model, create_backbone, load_model
@@ -95,9 +97,13 @@ def test_predictions_have_the_right_shapes_and_sum_to_one(backbone):
 
 @pytest.mark.slow
 def test_every_shipped_backbone_builds_from_config_alone():
-    x = torch.zeros(2, 3, SIZE, SIZE, dtype=torch.uint8)
     for name in backbone_names():
-        cfg = _cfg(name, "backbone.pretrained=false")
+        size = FIXED_INPUT_SIZE.get(name, SIZE)  # dlib_resnet: 150 px, frozen only
+        if name == "dlib_resnet" and importlib.util.find_spec("dlib") is None:
+            continue  # the optional extra alface[dlib] (tests/test_dlib_resnet.py)
+        x = torch.zeros(2, 3, size, size, dtype=torch.uint8)
+        cfg = Config().replace(f"backbone={name}", f"data.image_size={size}",
+                               "backbone.pretrained=false", "train.mode=linear_probe")  # fmt: skip
         model = build_model(cfg, 3).eval()
         with torch.no_grad():
             out = model.predict_step(_batch(x, torch.zeros(2, dtype=torch.long)), 0)

@@ -144,7 +144,13 @@ def test_summary_markdown_table():
     text = summary_markdown(rows, metric="macro_f1")
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(rows)
-    assert table[0].count("|") == table[2].count("|") == 9
+    assert table[0].count("|") == table[2].count("|") == 10
     assert "labels to 95 %" in table[0] and "not reached" in table[3]
+    low = rows[0]["auc_low_range"]
+    assert f"AUC {low[0]:.0f}-{low[1]:.0f}" in table[0] and "ceiling" not in table[0]
+    curves = {k: Curve(c.labels, c.metric, (0, 1, 2)) for k, c in _curves().items()}
+    ceiling = {0: 1.0, 1: 1.0, 2: 1.0}
+    with_ceiling = summary_markdown(summary_table(curves, ceiling=ceiling), metric="macro_f1")
+    assert "labels to 98 % ceiling" in with_ceiling and "mean 1.000" in with_ceiling
     assert f"{rows[0]['final']:.3f} ± {rows[0]['final_std']:.3f}" in table[2]
     assert table[2].startswith("| random |")
