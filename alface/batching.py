@@ -136,7 +136,27 @@ def score_free_pool(
     """Score ``ids`` with the latest model, reusing a complete scoring of that model that
     covers them; returns the scoring. A new scoring of the model also covers the items of its
     previous one: it replaces that folder, which an earlier step (the loop's) may still read."""
-    from alface.scoring import load_scores, score_pool
+    from alface.scoring import score_pool
+
+    done, have = _latest_scoring(wd)
+    if done is not None and np.isin(ids, have).all():
+        return done
+    readable = wd.store.items.ids([s for s in SPLITS if s != "missing"])  # crop still there
+    keep = have[np.isin(have, readable)]
+    return score_pool(wd, devices, ids=np.union1d(ids, keep), progress=progress)
+
+
+def scoring_of(wd: Workdir, ids: np.ndarray) -> Scoring | None:
+    """The latest model's complete scoring that covers ``ids``, if there is one (what
+    :func:`score_free_pool` reuses instead of scoring)."""
+    done, have = _latest_scoring(wd)
+    return done if done is not None and np.isin(ids, have).all() else None
+
+
+def _latest_scoring(wd: Workdir) -> tuple[Scoring | None, np.ndarray]:
+    """The latest model's latest scoring and the ids it holds (none when its folder is damaged);
+    a BatchError when no model is recorded."""
+    from alface.scoring import load_scores
 
     model = wd.store.runs.latest_model()
     if model is None:
@@ -146,11 +166,7 @@ def score_free_pool(
     if done is not None:
         with contextlib.suppress(AlfaceError):  # a damaged folder: score again
             have = np.asarray(load_scores(wd.root / done.path)[0])
-        if np.isin(ids, have).all():
-            return done
-    readable = wd.store.items.ids([s for s in SPLITS if s != "missing"])  # crop still there
-    keep = have[np.isin(have, readable)]
-    return score_pool(wd, devices, ids=np.union1d(ids, keep), progress=progress)
+    return done, have
 
 
 def make_batch(

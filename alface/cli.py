@@ -40,6 +40,8 @@ COMMANDS = {
     "predict": "alface.commands.predict",
     "export": "alface.commands.export",
 }
+# Left out of `alface --help`: what alface runs itself (alface loop's DDP steps).
+HIDDEN = {"score-pool": "alface.commands.score_pool"}
 
 log = logging.getLogger("alface")
 
@@ -56,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
+    for name, module_name in {**COMMANDS, **HIDDEN}.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        shown = {"help": module.HELP} if name in COMMANDS else {}  # no help: not listed
+        p = sub.add_parser(name, description=module.HELP, **shown)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

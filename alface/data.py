@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from alface.balance import balanced_sampler, class_weights
 from alface.cache import CropCache, load_crop
 from alface.config import Config
+from alface.device import running_ranks
 from alface.errors import AlfaceError
 from alface.progress import ProgressFn, quiet_lightning_logs
 from alface.store import Store
@@ -219,7 +220,8 @@ class ActiveDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            drop_last=train and len(ds) > self.batch_size,  # a last batch of 1 breaks BatchNorm
+            # a last batch of 1 breaks BatchNorm; under DDP each rank gets its shard of ``ds``
+            drop_last=train and -(-len(ds) // running_ranks()) > self.batch_size,
             num_workers=workers,
             collate_fn=collate_batch,
             pin_memory=self.pin_memory,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,17 +90,45 @@ class Devices:
     torch: torch.device
     faiss_gpus: int  # 0: FAISS on the CPU
     trainer: dict[str, Any]  # accelerator, devices, num_nodes, strategy, precision
+    per_node: int = 1  # processes (ranks) a Lightning run starts on each node
 
     @property
     def pin_memory(self) -> bool:
         """Whether loaders should pin host memory (a CUDA device takes the batches)."""
         return self.torch.type == "cuda"
 
+    @property
+    def world_size(self) -> int:
+        """Processes of a Lightning run on all nodes together (1: no DDP)."""
+        return self.per_node * int(self.trainer.get("num_nodes", 1))
+
 
 def resolve_devices(device: DeviceConfig, trainer: TrainerConfig) -> Devices:
     """The devices of a command for the ``device`` and ``train.trainer`` config sections."""
     torch_dev = torch_device(device.torch)
-    return Devices(torch_dev, faiss_gpus(device.faiss), trainer_kwargs(trainer, torch_dev))
+    tk = trainer_kwargs(trainer, torch_dev)
+    gpus = cuda_count() if tk["accelerator"] != "cpu" else 0
+    return Devices(torch_dev, faiss_gpus(device.faiss), tk, processes_per_node(tk, gpus))
+
+
+def processes_per_node(tk: dict[str, Any], gpus: int) -> int:
+    """How many processes the Trainer settings ``tk`` start per node, on a machine with ``gpus``
+    CUDA devices (what ``devices`` auto or -1 means off the CPU), as Lightning counts them."""
+    devices = tk["devices"]
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    text = str(devices).strip()
+    if text in ("auto", "-1"):
+        if tk["accelerator"] != "cpu":
+            return max(gpus, 1)
+        if text == "auto":
+            return 1
+        raise DeviceError(
+            "train.trainer.devices=-1 means every GPU; on the CPU give a number of processes"
+        )
+    if text.isdigit():
+        return int(text)
+    return len(re.findall(r"\d+", text))  # GPU indices: 0,1 or [0, 2] (or 0, for GPU 0)
 
 
 def cpu_devices() -> Devices:
@@ -180,6 +209,16 @@ def is_global_zero() -> bool:
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank() == 0
     return all(int(os.environ.get(k) or 0) == 0 for k in _RANK_VARS)
+
+
+def running_ranks() -> int:
+    """Processes of the distributed run this process is part of (1 outside one)."""
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size()
+    return 1
 
 
 def start_ranks(tk: dict[str, Any]) -> Callable[[], None]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from alface import splits
+from alface import launch, splits
 from alface.batching import BATCHES_DIR, PoolScores, emit, pick, score_free_pool, scores_for
 from alface.device import Devices
 from alface.errors import AlfaceError
@@ -213,6 +213,9 @@ class Loop:
         since = self.store.runs.current_round().started
         if (done := self.store.runs.model_of(iteration_id, since)) is not None:
             return done.metrics or {}
+        if launch.distributed(self.devices):  # DDP: `alface train` on every rank
+            record = launch.train(self.wd, self.devices, iteration_id, since, self.progress)
+            return record.metrics or {}
         return train(self.wd, self.devices, self.progress, iteration_id).metrics
 
     # outer loop ----------------------------------------------------------------------------------
@@ -300,9 +303,8 @@ class Loop:
         return None
 
     def _do_score(self) -> LoopResult | None:
-        scoring = score_free_pool(
-            self.wd, self.devices, splits.free_pool(self.store), self.progress
-        )
+        score = launch.score_free_pool if launch.distributed(self.devices) else score_free_pool
+        scoring = score(self.wd, self.devices, splits.free_pool(self.store), self.progress)
         with self._commit("score"):
             self._goto("itval", scoring=scoring.id)
         return None

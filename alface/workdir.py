@@ -31,6 +31,7 @@ class Workdir:
     cfg: Config
     store: Store
     locked: bool = False
+    overrides: tuple[str, ...] = ()  # the command's key=value overrides (for its child commands)
 
     @classmethod
     def init(cls, root: str | Path, cfg: Config, command: str = "init") -> Workdir:
@@ -88,7 +89,7 @@ class Workdir:
             if locked:
                 lock.release(root)
             raise
-        return cls(root, cfg, store, locked)
+        return cls(root, cfg, store, locked, tuple(overrides))
 
     def path(self, *parts: str, mkdir: bool = False) -> Path:
         """A path inside WORKDIR (its folder created when ``mkdir``)."""

@@ -3,11 +3,13 @@ work beside a writer and on a read-only work dir; a killed holder never leaves i
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
-from faults import cli, hold_lock, read_only_copy, release
+from faults import cli, env, hold_lock, read_only_copy, release
 from labelstore import dump, make_workdir
 
 from alface import lock
@@ -126,3 +128,62 @@ def test_status_reads_a_read_only_work_dir_after_a_killed_writer(root, tmp_path)
         assert out.returncode == 0, out.stderr
         assert '"train": 2' in out.stdout
     wd.close()
+
+
+TOKEN_HOLDER = """
+import sys
+from alface import lock
+from alface.workdir import Workdir
+wd = Workdir.open(sys.argv[1], command="loop")
+print(lock.child_env(sys.argv[1])[lock.TOKEN_ENV], flush=True)
+sys.stdin.read()  # until the test closes stdin
+wd.close()
+"""
+
+
+def _token_holder(root):
+    """A process holding ``root``'s lock as `alface loop`, and its token for child commands."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TOKEN_HOLDER, str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env(),
+    )  # fmt: skip
+    return proc, proc.stdout.readline().strip()
+
+
+def test_the_holders_child_commands_are_admitted_on_its_token_and_no_one_else(root, monkeypatch):
+    holder, token = _token_holder(root)
+    try:
+        assert len(token) == 32 and token not in (root / ".lock").read_text()  # only its hash
+        for stranger in (None, "0" * 32, token[:-1]):  # no token, a wrong one, a near miss
+            if stranger is None:
+                monkeypatch.delenv(lock.TOKEN_ENV, raising=False)
+            else:
+                monkeypatch.setenv(lock.TOKEN_ENV, stranger)
+            with pytest.raises(lock.LockError, match="in use by `alface loop`"):
+                Workdir.open(root, command="train")
+        monkeypatch.setenv(lock.TOKEN_ENV, token)  # what alface loop gives its DDP steps
+        wd = Workdir.open(root, command="train")
+        assert wd.locked and lock.held(root)
+        assert lock.child_env(root) == {lock.TOKEN_ENV: token}  # it may hand it on in turn
+        with wd.store.transaction("test"):  # it writes
+            wd.store.items.move(wd.store.items.ids("pool")[:1], "train")
+        wd.close()
+        assert not lock.held(root)
+        assert lock.holder(root)["pid"] == holder.pid  # the holder's record is kept
+        monkeypatch.delenv(lock.TOKEN_ENV)
+        with pytest.raises(lock.LockError):  # the holder still holds it
+            Workdir.open(root, command="train")
+    finally:
+        release(holder)
+    second, _ = _token_holder(root)  # the lock changes hands: the old token is stale
+    try:
+        monkeypatch.setenv(lock.TOKEN_ENV, token)
+        with pytest.raises(lock.LockError, match=f"pid {second.pid}"):
+            Workdir.open(root, command="train")
+    finally:
+        release(second)
+
+
+def test_a_process_without_the_lock_has_no_token_to_give(root):
+    with pytest.raises(lock.LockError, match="does not hold"):
+        lock.child_env(root)

@@ -30,21 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alface.config_rules import check_names
-    from alface.loop import Loop, LoopError
+    from alface.launch import check
+    from alface.loop import Loop
     from alface.oracle import Oracle
     from alface.progress import progress_bar
 
     with open_workdir(args) as wd:
         check_names(wd.cfg)
-        t = wd.cfg.train.trainer
-        if str(t.devices) not in ("1", "auto") or t.num_nodes != 1:
-            raise LoopError(
-                "alface loop runs on one device (train.trainer.devices=1, num_nodes=1); under "
-                "DDP run `alface train` and `alface select` yourself (docs/SCALING.md)"
-            )
+        devices = devices_of(wd)
+        check(devices)  # under DDP: training and scoring can be launched (alface.launch)
         oracle = Oracle.from_csv(args.oracle, wd.cfg.labels.classes) if args.oracle else None
         with progress_bar("loop") as advance:
-            loop = Loop(wd, devices_of(wd), oracle, advance, on_step=_show(advance))
+            loop = Loop(wd, devices, oracle, advance, on_step=_show(advance))
             result = loop.run()
         _summary(wd)
     for line in result.lines:

@@ -11,6 +11,8 @@ HELP = "retrain the classifier and evaluate it on the overfitting and iteration-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workdir(parser)
+    # the loop's iteration whose model this is (alface loop runs `alface train` so under DDP)
+    parser.add_argument("--iteration", type=int, metavar="ID", help=argparse.SUPPRESS)
     add_overrides(parser)
     parser.epilog = (
         "Labels imported since the last run are moved into train/val first. The best model "
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from alface.training import train
 
     with open_workdir(args) as wd, progress_bar("train") as advance:
-        result = train(wd, devices_of(wd), progress=advance)
+        result = train(wd, devices_of(wd), progress=advance, iteration_id=args.iteration)
     print(
         f"model {result.model_id}: {result.path} ({result.backbone}, "
         f"{result.n_labeled} labeled, {result.epochs} epochs)"
