@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import scipy.fft
 from PIL import Image
 
+from alface.config import DuplicateConfig
 from alface.errors import AlfaceError
 from alface.faces.groups import connected_groups
 
@@ -32,24 +32,6 @@ HASH_KINDS = ("phash", "dhash")
 
 class DuplicateError(AlfaceError, ValueError):
     """Inputs near-duplicate search cannot use (not an image, bad hashes, bad thresholds)."""
-
-
-@dataclass(frozen=True)
-class DuplicateConfig:
-    """When two faces are near-duplicates (a ``duplicates:`` config section).
-
-    Measured on utkface-dev (2,925 crops; docs in the module): pHash distance <= 4 links 33
-    pairs, 31 of them the same photo twice (mean pixel difference < 10 of 255), and keeps
-    every JPEG (quality 50-95), brightness (+-15 %) and blur (<= 1 px) copy; a 2 % shift
-    already moves a third of the copies past 4 bits, which the embeddings catch. O-Net trunk
-    features: distinct faces reach cosine 0.947, shifted/scaled copies 0.95-0.99; at 0.97
-    the largest group has 3 faces, at 0.95 one of 311 (chains of distinct faces).
-    """
-
-    hash: str = "phash"  # phash | dhash (dhash links far more distinct aligned faces)
-    max_distance: int = 4  # hash bits that may differ; -1: no hash links
-    min_cosine: float = 0.97  # embeddings' cosine for a link (for O-Net trunk features)
-    neighbours: int = 10  # nearest neighbours searched per face for embedding links
 
 
 def check_duplicate_config(cfg: DuplicateConfig) -> None:

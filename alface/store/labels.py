@@ -5,7 +5,9 @@ Every label enters through :func:`alface.annotate.record.record_labels`, which c
 set of rows and then writes them here in one session. A resolved label is derived from the
 current annotations of an item: a review label wins; else all current labels must agree.
 Items whose annotators disagree (and have no review) get no label: they wait in the review
-queue and stay out of training.
+queue and stay out of training. A propagated label (proposed from another face of the same
+track, kind and annotator ``propagated``, ``source_id`` naming the annotation it came from)
+resolves only an item no person has labeled (rule ``propagated``); it can be retracted.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from alface.store.records import Annotation, LabelSession
 if TYPE_CHECKING:
     from alface.store.core import Store
 
-KINDS = ("label", "review", "oracle")  # annotation kinds
-SESSION_KINDS = ("import", "oracle", "review", "web")
+KINDS = ("label", "review", "oracle", "propagated")  # annotation kinds
+SESSION_KINDS = ("import", "oracle", "review", "web", "propagated")
+PROPAGATED = "propagated"  # the kind (and annotator) of a label proposed from a track-mate
 
 
 def _session(r: sqlite3.Row) -> LabelSession:
@@ -34,7 +37,8 @@ def _session(r: sqlite3.Row) -> LabelSession:
 
 def _annotation(r: sqlite3.Row) -> Annotation:
     return Annotation(r["id"], r["item_id"], r["label"], r["annotator"], r["kind"],
-                      r["session_id"], r["superseded_by"], r["created"])  # fmt: skip
+                      r["session_id"], r["superseded_by"], r["created"],
+                      r["source_id"])  # fmt: skip
 
 
 class Labels:
@@ -74,16 +78,17 @@ class Labels:
     # -- annotations -----------------------------------------------------------------------
     def annotate(
         self,
-        rows: Iterable[tuple[int, str, str]],
+        rows: Iterable[tuple[int, str, str] | tuple[int, str, str, int | None]],
         kind: str = "label",
         session_id: int | None = None,
     ) -> list[int]:
-        """Add (item_id, label, annotator) annotations, superseding the same annotator's earlier
-        one of the same kind for the item, and re-resolve the labels of those items. Returns the
-        new annotation ids (a label equal to the current one adds nothing)."""
+        """Add (item_id, label, annotator[, source annotation id]) annotations, superseding the
+        same annotator's earlier one of the same kind for the item, and re-resolve the labels of
+        those items. Returns the new annotation ids (a label equal to the current one adds
+        nothing)."""
         self._s.require_transaction()
         now, new, touched = time.time(), [], set()
-        for item_id, label, annotator in rows:
+        for item_id, label, annotator, *source in rows:
             prev = self._s.execute(
                 "SELECT id, label FROM annotations WHERE item_id = ? AND annotator = ?"
                 " AND kind = ? AND superseded_by IS NULL",
@@ -92,9 +97,9 @@ class Labels:
             if prev is not None and prev["label"] == label:
                 continue
             cur = self._s.execute(
-                "INSERT INTO annotations (item_id, label, annotator, kind, session_id, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (int(item_id), label, annotator, kind, session_id, now),
+                "INSERT INTO annotations (item_id, label, annotator, kind, session_id, created,"
+                " source_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (int(item_id), label, annotator, kind, session_id, now, (source or [None])[0]),
             )
             new_id = int(cur.lastrowid)
             if prev is not None:
@@ -122,8 +127,23 @@ class Labels:
             key=lambda a: a.id,
         )
 
+    def retract(self, annotation_ids: Sequence[int], why: str) -> None:
+        """Take current annotations back (each is marked superseded by itself: never deleted)
+        and re-resolve their items."""
+        self._s.require_transaction()
+        ids = [int(i) for i in annotation_ids]
+        rows = rows_in(self._s, "annotations", "id", ids, "id, item_id, superseded_by")
+        live = [r for r in rows if r["superseded_by"] is None]
+        self._s.executemany(
+            "UPDATE annotations SET superseded_by = id WHERE id = ?", [(r["id"],) for r in live]
+        )
+        if live:
+            self._s.log("retract", {"n": len(live), "why": why})
+        self.resolve(sorted({r["item_id"] for r in live}))
+
     def resolve(self, item_ids: Sequence[int]) -> None:
-        """Recompute the resolved labels of ``item_ids`` from their current annotations."""
+        """Recompute the resolved labels of ``item_ids`` from their current annotations; a
+        propagated label counts only for an item no person has labeled."""
         self._s.require_transaction()
         now = time.time()
         for item_id in item_ids:
@@ -132,9 +152,14 @@ class Labels:
                 " ORDER BY id",
                 (item_id,),
             ).fetchall()
+            human = [a for a in anns if a["kind"] != PROPAGATED]
+            proposed = [a["label"] for a in anns if a["kind"] == PROPAGATED]
+            anns = human
             reviews = [a["label"] for a in anns if a["kind"] == "review"]
             labels = {a["label"] for a in anns}
-            if reviews:
+            if not human and proposed:
+                label, rule = proposed[-1], PROPAGATED
+            elif reviews:
                 label, rule = reviews[-1], "review"
             elif len(labels) == 1:
                 label, rule = labels.pop(), "single" if len(anns) == 1 else "agreed"
@@ -155,10 +180,19 @@ class Labels:
             rows = rows_in(self._s, "labels", "item_id", [int(i) for i in ids], "item_id, label")
         return {r["item_id"]: r["label"] for r in rows}
 
+    def rules(self, ids: Sequence[int] | np.ndarray | None = None) -> dict[int, str]:
+        """How each resolved label came about (single | agreed | review | propagated), by id."""
+        if ids is None:
+            rows = self._s.execute("SELECT item_id, rule FROM labels").fetchall()
+        else:
+            rows = rows_in(self._s, "labels", "item_id", [int(i) for i in ids], "item_id, rule")
+        return {r["item_id"]: r["rule"] for r in rows}
+
     def review_queue(self) -> list[int]:
         """Ids of items whose current annotations disagree and that have no review label."""
         rows = self._s.execute(
-            "SELECT item_id FROM annotations WHERE superseded_by IS NULL GROUP BY item_id"
+            "SELECT item_id FROM annotations WHERE superseded_by IS NULL"
+            " AND kind != 'propagated' GROUP BY item_id"
             " HAVING COUNT(DISTINCT label) > 1 AND SUM(kind = 'review') = 0 ORDER BY item_id"
         ).fetchall()
         return [r[0] for r in rows]
