@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from alface.errors import AlfaceError
+from alface.groupconfig import DuplicateConfig, TrackConfig
 
 
 class ConfigError(AlfaceError, ValueError):
@@ -73,55 +74,6 @@ class PreprocessConfig:
     detect_max_side: int = 1024
     every_n_frames: int = 30
     jpeg_quality: int = 95
-
-
-@dataclass(frozen=True)
-class TrackConfig:
-    """How faces of sampled video frames are linked into tracks (a ``tracks:`` config section).
-
-    The defaults are for ``every_n_frames`` = 30 (a sample a second at 30 fps) and hold for
-    smaller steps too (a face moves less between closer samples). They lean towards linking,
-    because a wrong link is the cheaper error: two people in one track cost selection one slot
-    and sit on the same side of a split, while one person cut into two tracks can land in
-    train and in val (the leak tracks exist to stop). A talking head moves well under a face
-    size in a second, a walking person several: ``max_jump`` 3 keeps walkers in medium shots,
-    and leaves scene changes to cuts. MTCNN misses profiles and blurred faces for seconds:
-    ``max_gap`` 2. Zooms: ``max_scale`` 2. ``min_similarity`` 0.5 is a floor that refuses only
-    clearly different faces (O-Net features of distinct faces have median cosine 0.84, so for
-    them the cost's appearance term ranks and the gate is idle; set it per embedding).
-    ``cut_threshold`` 0.5: views of one scikit-image photo panned 15 %, zoomed 10 % and 10 %
-    brighter change by 0.09 (median), 0.28 (99th pct), 0.45 (max); different photos by 0.38
-    (min), 0.54 (5th pct), 0.85 (median). ``propagate``: a label on one face of a track is
-    proposed for the rest of it (annotator ``propagated``; off by default).
-    """
-
-    max_gap: int = 2  # sampled frames a face may be missed and its track go on
-    max_jump: float = 3.0  # centre move per sample, in face sizes (sqrt of the box area)
-    max_scale: float = 2.0  # largest ratio of the two faces' sizes
-    min_similarity: float = 0.5  # embeddings' cosine below which two faces never link
-    appearance_weight: float = 0.5  # share of the embedding term in the cost (with embeddings)
-    cut_threshold: float = 0.5  # frame_signature distance that marks a shot cut, in [0, 1]
-    propagate: bool = False  # a label on one face of a track proposed for the rest of it
-
-
-@dataclass(frozen=True)
-class DuplicateConfig:
-    """When two faces are near-duplicates (a ``duplicates:`` config section).
-
-    Measured on utkface-dev (2,925 crops): pHash distance <= 4 links 33 pairs, 31 of them the
-    same photo twice (mean pixel difference < 10 of 255), and keeps every JPEG (quality
-    50-95), brightness (+-15 %) and blur (<= 1 px) copy; a 2 % shift already moves a third of
-    the copies past 4 bits, which the embeddings catch. O-Net trunk features (96 px): distinct
-    faces reach cosine 0.947, shifted/scaled copies 0.95-0.99; at 0.97 the largest group has 3
-    faces, at 0.95 one of 311 (chains of distinct faces). The embeddings are the latest pool
-    scoring's, i.e. the configured backbone's: ``min_cosine`` must be set for it (1.0: no
-    embedding links); ``alface status`` shows the largest group.
-    """
-
-    hash: str = "phash"  # phash | dhash, stored per crop by preprocess (dhash links more)
-    max_distance: int = 4  # hash bits that may differ; -1: no hash links
-    min_cosine: float = 0.97  # embeddings' cosine for a link (for O-Net trunk features)
-    neighbours: int = 10  # nearest neighbours searched per face for embedding links
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,10 @@ def dataset_cropped(dataset: DatasetConfig, inputs: list[str]) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from alface.device import torch_device
+    from alface.faces.duplicates import check_duplicate_config
     from alface.faces.pipeline import PreprocessError, check_config, collect_inputs, preprocess
     from alface.faces.register import register_crops
+    from alface.faces.tracks import check_track_config
     from alface.progress import progress_bar
 
     inputs, args.overrides = split_inputs(args.inputs)
@@ -70,16 +72,19 @@ def run(args: argparse.Namespace) -> int:
             raise PreprocessError("no INPUT given: name image files, folders or videos")
         files = collect_inputs(inputs, exclude=wd.root)
         check_config(wd.cfg.preprocess)
+        check_track_config(wd.cfg.tracks)
+        check_duplicate_config(wd.cfg.duplicates)
         cropped = args.cropped or dataset_cropped(wd.cfg.dataset, inputs)
         if cropped and not args.cropped:
             print("dataset.cropped: the inputs lie in dataset.root; registering them as crops")
         with progress_bar("preprocess", total=len(files)) as advance:
             if cropped:
-                cfg = wd.cfg.preprocess
-                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels)
+                report = register_crops(wd.store, files, advance, _say,
+                                        wd.cfg.preprocess.max_megapixels, wd.cfg.duplicates.hash)  # fmt: skip
             else:
                 device = torch_device(wd.cfg.device.torch)
-                report = preprocess(wd.store, files, wd.cfg.preprocess, device, advance, _say)
+                report = preprocess(wd.store, files, wd.cfg.preprocess, device, advance, _say,
+                                    wd.cfg.tracks, wd.cfg.duplicates.hash)  # fmt: skip
     for line in report.summary():
         print(line)
     return 0 if report.ok else 1
