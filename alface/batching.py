@@ -20,6 +20,7 @@ from alface.annotate.export import assign_pairs, write_batch
 from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
+from alface.select.groups import all_alone
 from alface.select.strategies import PoolExhaustedError
 from alface.store import Scoring
 from alface.workdir import Workdir
@@ -77,14 +78,18 @@ def pick(
     strategy: str,
     batch_size: int,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Batch entries (item_id, cluster, reason, score, predicted, probs) picked from
-    ``scores`` with ``strategy``, and the selection's message."""
+    ``scores`` with ``strategy``, and the selection's message; ``groups`` (N,): the person
+    group of each scored item (at most ``select.max_per_group`` of one in the batch)."""
     if not len(scores.ids):
         raise PoolExhaustedError("the unlabeled pool is empty: add faces with `alface preprocess`")
+    if groups is not None and all_alone(groups):
+        groups = None  # every face its own person: the cap changes nothing, nor will the draw
     sel = select_batch(
         strategy, scores.probs, scores.emb, batch_size, wd.cfg.select, seed,
-        devices.faiss_gpus, devices.torch, scores.ids,
+        devices.faiss_gpus, devices.torch, scores.ids, groups,
     )  # fmt: skip
     classes = wd.cfg.labels.classes
     entries = []
@@ -159,12 +164,16 @@ def make_batch(
     iteration_id: int | None = None,
     progress: Any = None,
 ) -> WrittenBatch:
-    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write."""
+    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick at most
+    ``select.max_per_group`` faces of a person group (:mod:`alface.grouping`), record, write."""
+    from alface.grouping import workdir_groups
+
     ids = np.asarray(ids, np.int64)
     if strategy in NO_MODEL_STRATEGIES or not len(ids):
         scores = PoolScores(ids, None, None, None)
     else:
         scoring = score_free_pool(wd, devices, ids, progress)
         scores = scores_for(ids, wd.root / scoring.path, scoring.model_id)
-    entries, message = pick(wd, devices, scores, strategy, batch_size, seed)
+    groups = workdir_groups(wd).of(scores.ids)
+    entries, message = pick(wd, devices, scores, strategy, batch_size, seed, groups)
     return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message)

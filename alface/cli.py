@@ -33,6 +33,7 @@ COMMANDS = {
     "loop": "alface.commands.loop",
     "status": "alface.commands.status",
     "review": "alface.commands.review",
+    "pool": "alface.commands.pool",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
 }

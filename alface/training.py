@@ -92,11 +92,10 @@ def train(
     check_monitor(cfg.train.monitor)
     tk = devices.trainer
     barrier = start_ranks(tk)  # under DDP every rank runs train(); only rank 0 writes
+    if not store.labels.resolved(store.items.ids(("train", "pool"))):  # before any write
+        raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
     if is_global_zero():
-        with store.transaction("train"):
-            promote_labeled(
-                store, cfg.data.val_fraction, _round_of(store, iteration_id), iteration_id
-            )
+        settle_labels(wd, _round_of(store, iteration_id), iteration_id)
     barrier()
     if not store.labels.resolved(store.items.ids("train")):
         raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
@@ -124,6 +123,23 @@ def train(
         model_id = store.runs.add_model(rel, cfg.backbone.name, n_labeled, metrics, iteration_id)
     log.info("model %d: %s (%d labeled, %d epochs)", model_id, rel, n_labeled, epochs)
     return TrainResult(model_id, path, cfg.backbone.name, n_labeled, metrics, epochs, bool(warm))
+
+
+def settle_labels(wd: Workdir, round_id: int | None, iteration_id: int | None) -> None:
+    """Before training: labeled pool faces to train/val by person (:mod:`alface.grouping`),
+    and track labels propagated (``tracks.propagate``) or, when it is off, retracted."""
+    from alface.annotate.propagate import propagate_labels, retract_propagated
+    from alface.grouping import workdir_groups
+
+    store, cfg = wd.store, wd.cfg
+    groups = workdir_groups(wd)
+    with store.transaction("train"):
+        promote_labeled(store, cfg.data.val_fraction, round_id, iteration_id, groups)
+        if cfg.tracks.propagate:  # proposals train with the promotion that follows
+            propagate_labels(store, cfg.labels.classes, round_id, iteration_id)
+            promote_labeled(store, cfg.data.val_fraction, round_id, iteration_id, groups)
+        else:
+            retract_propagated(store, round_id, iteration_id)
 
 
 def image_loaders(dm: ActiveDataModule) -> Loaders:

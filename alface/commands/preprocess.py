@@ -87,7 +87,19 @@ def run(args: argparse.Namespace) -> int:
                                     wd.cfg.tracks, wd.cfg.duplicates.hash)  # fmt: skip
     for line in report.summary():
         print(line)
+    if scrapped := _scrapped(args.workdir, files):
+        print(f"{scrapped} faces of these files were scrapped at a round's end: "
+              f"`alface pool restore {args.workdir} [--source PATH]` brings them back")  # fmt: skip
     return 0 if report.ok else 1
+
+
+def _scrapped(workdir: str, files: list[Path]) -> int:
+    """How many faces of ``files`` are scrapped (processed before, unused in a round)."""
+    from alface.workdir import Workdir
+
+    with Workdir.open(workdir) as wd:
+        found = [i for ids in wd.store.items.by_source(map(str, files)).values() for i in ids]
+        return sum(item.split == "scrapped" for item in wd.store.items.get(found))
 
 
 def _say(problem: Problem) -> None:

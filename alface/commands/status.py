@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from alface.commands.common import add_workdir, open_workdir
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from alface.config import Config
     from alface.store import Store
 
-HELP = "round, split sizes, class balance, metrics and stop reasons"
+HELP = "round, split sizes, class balance, tracks and near-duplicates, metrics, stop reasons"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,7 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
             "pending_items": sum(len(store.runs.pending_items(b.id)) for b in batches),
         },
         "review_queue": len(store.labels.review_queue()),
+        "groups": _groups(store, cfg),
         **_loop_state(store),
     }
     try:
@@ -69,6 +71,17 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
     else:
         summary["agreement"] = summarize(store, cfg)
     return summary
+
+
+def _groups(store: Store, cfg: Config) -> dict[str, Any]:
+    """Tracks, near-duplicates and person groups (the latest scoring's embeddings included),
+    and the propagated labels: where they are."""
+    from alface.grouping import face_groups, scoring_embeddings
+
+    groups = face_groups(store, cfg.duplicates, scoring_embeddings(store.root, store))
+    propagated = [i for i, rule in store.labels.rules().items() if rule == "propagated"]
+    counts = Counter(i.split for i in store.items.get(propagated))  # train, or pool: waiting
+    return groups.summary() | {"propagated": {"total": len(propagated), "by_split": dict(counts)}}
 
 
 def _loop_state(store: Store) -> dict[str, Any]:
@@ -132,6 +145,7 @@ def render(summary: dict[str, Any]) -> None:
         f"{lab['overfit']}); resolved labels: {lab['with_label']} (all splits)",
         f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels); "
         f"review queue: {summary['review_queue']}",
+        _groups_line(summary["groups"]),
         _round_line(summary),
         f"last metrics: {_metrics_text(summary['last_metrics'])}",
     ]
@@ -145,6 +159,24 @@ def render(summary: dict[str, Any]) -> None:
         console.print(line, highlight=False, markup=False)
     for w in (summary.get("agreement") or {}).get("warnings", []):
         console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+
+
+def _groups_line(g: dict[str, Any]) -> str:
+    """Tracks, near-duplicates, person groups and propagated labels on one line."""
+    how = "hash" + (" + embeddings" if g["embedded"] else "")
+    if not g["embedded"] and g["stranger_cosine"] is not None:
+        how += f" (embeddings left out: strangers reach cosine {g['stranger_cosine']:.3f})"
+    text = (
+        f"people: {g['faces_in_tracks']} faces in {g['tracks']} video track(s); "
+        f"{g['near_duplicates']} near-duplicate faces in {g['duplicate_groups']} group(s) by "
+        f"{how}; {g['person_groups']} person groups, the largest {g['largest_group']} faces"
+    )
+    if g["hashed"] < g["faces"]:
+        text += f"; {g['faces'] - g['hashed']} faces not hashed yet"
+    if g["propagated"]["total"]:
+        by = ", ".join(f"{s} {n}" for s, n in g["propagated"]["by_split"].items())
+        text += f"; propagated labels: {g['propagated']['total']} ({by})"
+    return text
 
 
 def _round_line(summary: dict[str, Any]) -> str:
