@@ -86,30 +86,52 @@ def face_groups(
 ) -> FaceGroups:
     """Person groups of every item from its stored track and hash, and ``embeddings`` (ids,
     (M, D)) where given; faces without a hash or an embedding link by what they have."""
-    check_duplicate_config(cfg)
     cols = store.items.columns()
     n = len(cols.ids)
-    pairs = [np.empty((0, 2), np.int64)]
-    hashed = np.flatnonzero(cols.has_phash)
-    if cfg.max_distance >= 0 and len(hashed) > 1:
-        pairs.append(hashed[hash_pairs(cols.phashes[hashed], cfg.max_distance)])
-    embedded, strangers = 0, None
-    if embeddings is not None and cfg.min_cosine < 1:
+    rows, emb = np.zeros(0, np.int64), None
+    if embeddings is not None:
         emb_ids, emb = np.asarray(embeddings[0], np.int64), np.asarray(embeddings[1])
         rows = np.minimum(np.searchsorted(cols.ids, emb_ids), max(n - 1, 0))
         keep = cols.ids[rows] == emb_ids if n else np.zeros(len(emb_ids), bool)
-        rows, emb = rows[keep], np.asarray(emb[keep], dtype=np.float32)
+        rows, emb = rows[keep], emb[keep]
+    duplicates, embedded, strangers = duplicate_links(
+        n, cols.phashes, cols.has_phash, rows, emb, cfg, seed
+    )
+    person = person_groups(cols.tracks, duplicates) if n else np.empty(0, np.int64)
+    hashed = int(cols.has_phash.sum())
+    groups = FaceGroups(cols.ids, cols.tracks, duplicates, person, hashed, embedded, strangers)
+    _warn_if_runaway(groups)
+    return groups
+
+
+def duplicate_links(
+    n: int,
+    hashes: np.ndarray,
+    has_hash: np.ndarray,
+    rows: np.ndarray,
+    emb: np.ndarray | None,
+    cfg: DuplicateConfig = DuplicateConfig(),
+    seed: int = 0,
+) -> tuple[np.ndarray, int, float | None]:
+    """(near-duplicate group (n,) int64, faces linked by embeddings, stranger cosine or None)
+    of ``n`` faces with 64-bit ``hashes`` (n,) where ``has_hash`` (n,), and embeddings ``emb``
+    (M, D) of faces ``rows`` (M,). NaN or all-zero embeddings are left out; so are all of
+    them when strangers come as close as ``cfg.min_cosine`` (:func:`stranger_cosine`)."""
+    check_duplicate_config(cfg)
+    pairs = [np.empty((0, 2), np.int64)]
+    hashed = np.flatnonzero(has_hash)
+    if cfg.max_distance >= 0 and len(hashed) > 1:
+        pairs.append(hashed[hash_pairs(np.asarray(hashes)[hashed], cfg.max_distance)])
+    embedded, strangers = 0, None
+    if emb is not None and cfg.min_cosine < 1:
+        emb = np.asarray(emb, dtype=np.float32)
         usable = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
-        rows, emb = rows[usable], emb[usable]  # a cosine needs a direction
+        rows, emb = np.asarray(rows)[usable], emb[usable]  # a cosine needs a direction
         strangers = stranger_cosine(emb, seed=seed) if len(rows) > 1 else None
         if strangers is not None and _tells_apart(strangers, cfg.min_cosine):
             embedded = len(rows)
             pairs.append(rows[embedding_pairs(emb, cfg.min_cosine, cfg.neighbours, seed=seed)])
-    duplicates = connected_groups(n, np.concatenate(pairs))
-    person = person_groups(cols.tracks, duplicates) if n else np.empty(0, np.int64)
-    groups = FaceGroups(cols.ids, cols.tracks, duplicates, person, len(hashed), embedded, strangers)
-    _warn_if_runaway(groups)
-    return groups
+    return connected_groups(n, np.concatenate(pairs)), embedded, strangers
 
 
 def stranger_cosine(emb: np.ndarray, q: float = 0.9, pairs: int = 20_000, seed: int = 0) -> float:

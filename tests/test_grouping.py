@@ -187,3 +187,28 @@ def test_status_and_batch_files_show_tracks_and_near_duplicates(wd, tmp_path, ca
     records = [{"n": n, "reason": "near", "annotators": 1, "cluster": 0} for n in (1, 2, 3)]
     ((_, faces),) = _cluster_groups(wd.store, records, wd.store.items.get(ids[:3]))
     assert [c for _, c in faces] == ["1 t7 near", "2 t7 near", "3 near"]
+
+
+def test_a_batch_spreads_over_tracks_and_stays_full_when_it_can(utk_dir, tmp_path):
+    import csv
+
+    from alface.cli import main
+
+    files = sorted(utk_dir.glob("*.jpg"))[::50][:40]
+    root = tmp_path / "sel"
+    assert main(["init", str(root), "select.batch_size=8", "annotate.pair_fraction=0"]) == 0
+    with Workdir.open(root) as w, w.store.transaction("test"):  # 40 faces in 10 "tracks"
+        w.store.items.add(
+            [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest(), track=k % 10)
+             for k, f in enumerate(files)], pool=1,
+        )  # fmt: skip
+    for out, size in (("a", 8), ("b", 12)):
+        args = ["select", str(root), "--out", str(tmp_path / out), "--strategy", "random"]
+        assert main([*args, "--size", str(size)]) == 0
+    with Workdir.open(root) as w:
+        track = {i.uid: i.track for i in w.store.items.get()}
+    for out, n in (("a", 8), ("b", 10)):  # full; then 10 tracks allow 10 faces, not 12
+        with (tmp_path / out / "batch.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == n and len({track[r["item"]] for r in rows}) == n
+        assert {r["track"] for r in rows} == {str(track[r["item"]]) for r in rows}
