@@ -49,6 +49,7 @@ STEPS = ("bootstrap", "wait_initial", "round_start", "baseline", "iteration", "s
 # Stop reasons of a round (and of the inner loop).
 OVERFIT, STALLED, TARGET = "overfit set not kept", "itval stopped improving", "target met"
 MAX_ITERATIONS, EXHAUSTED = "max iterations", "pool exhausted"
+NO_NEW_PERSON = "no unlabeled person left for the itval set"
 _INNER = ("score", "itval", "select", "wait", "train", "decide")
 _PURPOSE = {"initial": 1, "overfit": 2, "itval": 3, "select": 4}
 
@@ -320,9 +321,10 @@ class Loop:
         pos, idx = self.position(), self._current().idx + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
-        # a small last pool: keep at least half of it for the batch
-        n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
+        # a small last pool: keep at least half of it (of its persons) for the batch
         groups = self._groups()
+        persons = len(np.unique(groups.of(scores.ids)))
+        n = min(self.cfg.data.itval_size, len(scores.ids) // 2, persons // 2)
         with self._commit("itval"):
             ids = splits.draw_itval_set(
                 self.store, n, rng, pos["round"], pos["iteration"], (scores.ids, scores.emb),
@@ -330,6 +332,9 @@ class Loop:
                 self.cfg.select.max_per_group,
             )  # fmt: skip
             # no predictions shown: they would sway the labels of the set that judges the model
+            if not len(ids):  # every person left in the pool has a labeled face
+                self._goto("round_end", reason=NO_NEW_PERSON)
+                return None
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
             emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
                  pos["round"], pos["iteration"])  # fmt: skip
@@ -341,6 +346,10 @@ class Loop:
         seed = seed_for(self.cfg.seed, self._round_idx(), idx, "select")
         strategy, groups = self.cfg.select.strategy, self._groups()
         scores = self._scores(splits.selectable_pool(self.store, groups))  # itval persons out
+        if not len(scores.ids):  # every face left belongs to a person under test
+            with self._commit("select"):
+                self._goto("round_end", reason=EXHAUSTED)
+            return None
         entries, message = pick(
             self.wd, self.devices, scores, strategy, self.cfg.select.batch_size, seed,
             groups.of(scores.ids),
