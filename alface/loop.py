@@ -331,10 +331,10 @@ class Loop:
                 self.cfg.select.n_clusters, self.devices.faiss_gpus, groups,
                 self.cfg.select.max_per_group,
             )  # fmt: skip
-            # no predictions shown: they would sway the labels of the set that judges the model
             if not len(ids):  # every person left in the pool has a labeled face
                 self._goto("round_end", reason=NO_NEW_PERSON)
                 return None
+            # no predictions shown: they would sway the labels of the set that judges the model
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
             emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
                  pos["round"], pos["iteration"])  # fmt: skip
