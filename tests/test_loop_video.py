@@ -54,3 +54,28 @@ def test_a_loop_over_tracks_keeps_persons_apart(utk_dir, tmp_path):
         assert any(items[i].split == "train" for i in propagated)  # they trained
         history = [s for i in propagated for s in wd.store.items.history(i)]
         assert not {"val", "overfit", "itval"} & set(history)  # never evaluated on
+
+
+@pytest.mark.slow
+def test_a_round_ends_when_every_person_left_has_a_label(utk_dir, tmp_path):
+    files = _files(utk_dir, 0, 60)
+    root = tmp_path / "wd"
+    cfg = load_config(None, [*SETTINGS, "loop.initial_size=30"])
+    with Workdir.init(root, cfg) as wd, wd.store.transaction("test"):  # 20 persons of 3 faces
+        wd.store.items.add(
+            [NewItem(str(f), hashlib.sha1(f.read_bytes()).hexdigest(), source_path=str(f),
+                     track=k // 3) for k, f in enumerate(files)], pool=1,
+        )  # fmt: skip
+    truth = tmp_path / "truth.csv"
+    with truth.open("w", newline="") as f:
+        csv.writer(f).writerows(
+            [["path", "label"], *([str(p), cfg.labels.classes[int(p.name.split("_")[2])]]
+                                  for p in files)]
+        )  # fmt: skip
+    assert main(["loop", str(root), "--oracle", str(truth)]) == 0
+    with Workdir.open(root) as wd:
+        (initial,) = [b for b in wd.store.runs.batches() if b.kind == "initial"]
+        assert len(wd.store.runs.entries(initial.id)) == 20  # one face of each person
+        (rnd,) = wd.store.runs.rounds()
+        assert rnd.stop_reason == "no unlabeled person left for the itval set"
+        assert not [b for b in wd.store.runs.batches() if b.kind == "itval"]
