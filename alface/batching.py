@@ -22,6 +22,7 @@ from alface.annotate.outdir import check_out_dir
 from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.select import select_batch
+from alface.select.groups import all_alone
 from alface.select.strategies import PoolExhaustedError, get_strategy
 from alface.store import SPLITS, Scoring
 from alface.workdir import Workdir
@@ -79,14 +80,18 @@ def pick(
     strategy: str,
     batch_size: int,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Batch entries (item_id, cluster, reason, score, predicted, probs) picked from
-    ``scores`` with ``strategy``, and the selection's message."""
+    ``scores`` with ``strategy``, and the selection's message; ``groups`` (N,): the person
+    group of each scored item (at most ``select.max_per_group`` of one in the batch)."""
     if not len(scores.ids):
         raise PoolExhaustedError("the unlabeled pool is empty: add faces with `alface preprocess`")
+    if groups is not None and all_alone(groups):
+        groups = None  # every face its own person: the cap changes nothing, nor will the draw
     sel = select_batch(
         strategy, scores.probs, scores.emb, batch_size, wd.cfg.select, seed,
-        devices.faiss_gpus, devices.torch, scores.ids,
+        devices.faiss_gpus, devices.torch, scores.ids, groups,
     )  # fmt: skip
     classes = wd.cfg.labels.classes
     entries = []
@@ -183,8 +188,11 @@ def make_batch(
     progress: Any = None,
     force: bool = False,
 ) -> WrittenBatch:
-    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick, record, write.
+    """Score the pool items ``ids`` (unless ``strategy`` needs no model), pick at most
+    ``select.max_per_group`` faces of a person group (:mod:`alface.grouping`), record, write.
     Everything that can refuse the batch is checked before the pool is scored."""
+    from alface.grouping import workdir_groups
+
     if batch_size < 1:
         raise BatchError(f"batch size must be >= 1, got {batch_size}")
     get_strategy(strategy)
@@ -195,5 +203,6 @@ def make_batch(
     else:
         scoring = score_free_pool(wd, devices, ids, progress)
         scores = scores_for(ids, wd.root / scoring.path, scoring.model_id)
-    entries, message = pick(wd, devices, scores, strategy, batch_size, seed)
+    groups = workdir_groups(wd).of(scores.ids)
+    entries, message = pick(wd, devices, scores, strategy, batch_size, seed, groups)
     return emit(wd, kind, entries, out_dir, seed, round_id, iteration_id, strategy, message, force)

@@ -10,6 +10,10 @@ recall) and the pool (softmax), and lets the strategy pick the next batch throug
 :func:`alface.select.select_batch`; the oracle's answers are the known labels. Diversity
 works on the head's input: the frozen penultimate features.
 
+Near-duplicates (:func:`folder_groups`: perceptual hashes and the frozen features, as the
+loop groups a pool) are people: the test split takes whole groups, and each batch at most
+``select.max_per_group`` faces of a group, as in the loop.
+
 Seeds: the head of step t of seed s starts from the same init for every strategy (a
 SeedSequence over (s, t)); selection seeds are drawn over (s, strategy, t).
 """
@@ -44,12 +48,13 @@ from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
 from alface.scoring import embed
 from alface.select import HEURISTICS, list_strategies, select_batch
+from alface.select.groups import all_alone, sample_whole_groups
 from alface.training import fit_head, seeded
 
 log = logging.getLogger(__name__)
 
 METRICS = ("macro_f1", "acc")  # every point records both; the curves and summaries too
-_TRAIN_STREAM, _SELECT_STREAM, _CEILING_STREAM = 201, 202, 203
+_TRAIN_STREAM, _SELECT_STREAM, _CEILING_STREAM, _TEST_STREAM = 201, 202, 203, 204
 
 
 class BenchmarkError(AlfaceError, ValueError):
@@ -166,6 +171,32 @@ def _embed(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.ndarray
     return np.ascontiguousarray(emb[np.argsort(ids)], dtype=np.float32)
 
 
+def folder_groups(
+    folder: LabeledFolder, emb: np.ndarray, cfg: Config
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Near-duplicate groups (N,) of a folder's images (perceptual hashes and the frozen
+    features ``emb``, as the loop groups a pool) and what they hold, for the benchmark's
+    person-disjoint test split and per-group cap."""
+    from PIL import Image, ImageOps
+
+    from alface.faces.duplicates import perceptual_hash
+    from alface.grouping import duplicate_links
+
+    hashes = np.zeros(len(folder), np.uint64)
+    for i, path in enumerate(folder.paths):
+        with Image.open(path) as im:
+            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        hashes[i] = perceptual_hash(image, cfg.duplicates.hash)
+    n = len(folder)
+    groups, embedded, strangers = duplicate_links(
+        n, hashes, np.ones(n, bool), np.arange(n), emb, cfg.duplicates, cfg.seed
+    )
+    _, sizes = np.unique(groups, return_counts=True)
+    return groups, {"near_duplicates": int(sizes[sizes > 1].sum()), "groups": len(sizes),
+                    "largest": int(sizes.max(initial=0)), "embedding_links": embedded > 0,
+                    "stranger_cosine": strangers}  # fmt: skip
+
+
 def train_probe(
     cfg: Config,
     emb: np.ndarray,
@@ -208,8 +239,10 @@ def run_curve(
     schedule: Sequence[int],
     tk: dict[str, Any],
     progress: ProgressFn | None = None,
+    groups: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """The points of one strategy ``spec`` on one seed's ``split`` (test, pool, initial)."""
+    """The points of one strategy ``spec`` on one seed's ``split`` (test, pool, initial);
+    with person ``groups`` (N,) each batch takes at most ``select.max_per_group`` of one."""
     name, heuristic = parse_strategy(spec)
     scfg = (
         cfg.select if heuristic is None else dataclasses.replace(cfg.select, uncertainty=heuristic)
@@ -230,7 +263,8 @@ def run_curve(
             break
         rest = np.setdiff1d(pool, labeled)
         sel = select_batch(name, probs[rest], emb[rest], schedule[step + 1] - n, scfg,
-                           sub_seed(seed, _SELECT_STREAM, zlib.crc32(spec.encode()), step))  # fmt: skip
+                           sub_seed(seed, _SELECT_STREAM, zlib.crc32(spec.encode()), step),
+                           groups=None if groups is None else groups[rest])  # fmt: skip
         added = np.sort(rest[sel.indices])
         labeled = np.union1d(labeled, added)
     return points
@@ -271,9 +305,19 @@ def ceiling_metrics(
     return {k: float(m[k]) for k in METRICS}
 
 
-def make_split(targets: np.ndarray, cfg: Config, seed: int) -> dict[str, Any]:
-    """One seed's test split, selectable pool and initial labeled set (index arrays)."""
-    pool, test = split_test(targets, cfg.benchmark.test_fraction, seed)
+def make_split(
+    targets: np.ndarray, cfg: Config, seed: int, groups: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One seed's test split, selectable pool and initial labeled set (index arrays); with
+    person ``groups`` (N,) the test split takes whole groups, about ``test_fraction`` of each
+    class (no person on both sides)."""
+    if groups is None:
+        pool, test = split_test(targets, cfg.benchmark.test_fraction, seed)
+    else:
+        n = round(cfg.benchmark.test_fraction * len(targets))
+        rng = np.random.default_rng([seed, _TEST_STREAM])
+        test = sample_whole_groups(targets, np.asarray(groups), n, rng)
+        pool = np.setdiff1d(np.arange(len(targets)), test)
     initial = initial_labeled(targets, cfg.benchmark.initial, seed, pool)
     return {"seed": seed, "test": test, "pool": pool, "initial": initial}
 
@@ -286,11 +330,15 @@ def simulate(
     seeds: Sequence[int],
     tk: dict[str, Any],
     progress: ProgressFn | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[int]]:
     """(points, splits, schedule) of every strategy on every seed, on features ``emb``; each
-    split carries its seed's ``ceiling`` metrics."""
+    split carries its seed's ``ceiling`` metrics; with person ``groups`` (N,), test splits by
+    group and batches capped per group."""
     specs, b = check_benchmark(cfg), cfg.benchmark
-    splits = [make_split(targets, cfg, int(s)) for s in seeds]
+    if groups is not None and all_alone(groups):
+        groups = None  # every image its own person: the per-image draws, as before
+    splits = [make_split(targets, cfg, int(s), groups) for s in seeds]
     schedule = label_schedule(b.initial, b.step, b.budget, min(len(s["pool"]) for s in splits))
     if progress:
         progress(0, total=len(splits) * (len(specs) * len(schedule) + 1), status="")
@@ -300,7 +348,9 @@ def simulate(
         if progress:
             progress(1, status=f"seed {split['seed']} ceiling {split['ceiling']}")
         for spec in specs:
-            points += run_curve(cfg, emb, targets, classes, split, spec, schedule, tk, progress)
+            points += run_curve(
+                cfg, emb, targets, classes, split, spec, schedule, tk, progress, groups
+            )
             log.debug("seed %d %s: %s", split["seed"], spec, points[-1]["metrics"])
     return points, splits, schedule
 
@@ -327,10 +377,11 @@ def run_benchmark(
         progress(0, status=f"embedding {len(folder):,} images")
     t0 = time.perf_counter()
     emb = embed_folder(cfg, folder, tk, cache_dir)
+    groups, grouping = folder_groups(folder, emb, cfg)
     t1 = time.perf_counter()
     seed_values = [cfg.seed + i for i in range(n_seeds)]
     points, splits, schedule = simulate(
-        cfg, emb, targets, folder.classes, seed_values, tk, progress
+        cfg, emb, targets, folder.classes, seed_values, tk, progress, groups
     )
     info = {
         "dataset": {"root": str(folder.root), "n": len(folder), "classes": list(folder.classes),
@@ -339,6 +390,7 @@ def run_benchmark(
         "backbone": cfg.backbone.name, "image_size": cfg.image_size, "feature_dim": emb.shape[1],
         "strategies": check_benchmark(cfg), "seeds": seed_values, "schedule": schedule,
         "metric": cfg.benchmark.metric, "targets": list(cfg.benchmark.targets),
+        "groups": grouping,
         "seconds": {"embed": round(t1 - t0, 1), "simulate": round(time.perf_counter() - t1, 1)},
         "config": to_dict(cfg),
     }  # fmt: skip

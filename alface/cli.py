@@ -35,6 +35,7 @@ COMMANDS = {
     "review": "alface.commands.review",
     "label": "alface.commands.label",
     "check": "alface.commands.check",
+    "pool": "alface.commands.pool",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
     "predict": "alface.commands.predict",

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from alface.errors import AlfaceError
+from alface.groupconfig import DuplicateConfig, TrackConfig
 
 
 class ConfigError(AlfaceError, ValueError):
@@ -236,6 +237,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    tracks: TrackConfig = field(default_factory=TrackConfig)
+    duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)

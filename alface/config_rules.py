@@ -206,6 +206,17 @@ RULES: dict[str, Rule] = {
     "benchmark.test_fraction": within(0, 1, low_open=True, high_open=True),
     "benchmark.seeds": at_least(1),
     "benchmark.metric": one_of(METRICS),
+    "tracks.max_gap": at_least(0),
+    "tracks.max_jump": (lambda v: _num(v) and v > 0, "> 0"),
+    "tracks.max_scale": at_least(1),
+    "tracks.min_similarity": within(-1, 1),
+    "tracks.appearance_weight": FRACTION,
+    "tracks.cut_threshold": within(0, 1, low_open=True),
+    "tracks.propagate": ANY,  # bool
+    "duplicates.hash": one_of(("phash", "dhash")),
+    "duplicates.max_distance": within(-1, 63),
+    "duplicates.min_cosine": within(-1, 1),
+    "duplicates.neighbours": at_least(1),
     "benchmark.ceiling_target": within(0, 1, low_open=True),
     "benchmark.low_budget": (
         lambda v: len(v) == 2 and all(_num(x) for x in v) and 0 < v[0] < v[1],

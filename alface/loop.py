@@ -36,8 +36,10 @@ from alface.batching import BATCHES_DIR, PoolScores, emit, pick, score_free_pool
 from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.failpoints import failpoint
+from alface.grouping import FaceGroups, workdir_groups
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
+from alface.select.groups import sample_uniform_capped
 from alface.stopping import decide_label_free, stop_set_checks, uses_labels
 from alface.store import Iteration, LabelBatch, Scoring
 from alface.workdir import Workdir
@@ -51,6 +53,7 @@ STEPS = ("bootstrap", "wait_initial", "round_start", "baseline", "iteration", "s
 # Stop reasons of a round (and of the inner loop).
 OVERFIT, STALLED, TARGET = "overfit set not kept", "itval stopped improving", "target met"
 MAX_ITERATIONS, EXHAUSTED = "max iterations", "pool exhausted"
+NO_NEW_PERSON = "no unlabeled person left for the itval set"
 _INNER = ("score", "itval", "select", "wait", "train", "decide")
 _PURPOSE = {"initial": 1, "overfit": 2, "itval": 3, "select": 4}
 
@@ -173,6 +176,10 @@ class Loop:
     def _open_batches(self) -> list[LabelBatch]:
         return self.store.runs.open_batches()
 
+    def _groups(self) -> FaceGroups:
+        """Person groups of the store's faces (tracks, near-duplicates) as they stand now."""
+        return workdir_groups(self.wd)
+
     def _await_labels(self, next_step: str) -> LoopResult | None:
         """Close the open batches once labeled (the oracle answers when there is one)."""
         pending = {b.id: self.store.runs.pending_items(b.id) for b in self._open_batches()}
@@ -231,7 +238,8 @@ class Loop:
         if not len(pool):
             return LoopResult("bootstrap", "pool", _pool_lines(self.wd.root, None))
         n = min(self.cfg.loop.initial_size, len(pool))
-        picked = pool[np.sort(rng_for(self.cfg.seed, 0, 0, "initial").choice(len(pool), n, False))]
+        rng, persons = rng_for(self.cfg.seed, 0, 0, "initial"), self._groups().of(pool)
+        picked = pool[sample_uniform_capped(persons, n, rng, self.cfg.select.max_per_group)]
         entries = [{"item_id": int(i), "reason": "initial (random)"} for i in picked]
         out = self.wd.path(BATCHES_DIR, mkdir=True) / "initial"
         with self._commit("bootstrap"):
@@ -251,12 +259,13 @@ class Loop:
             rounds = self.store.runs.rounds()
             why = f"round {len(rounds)} ended: {rounds[-1].stop_reason}" if rounds else None
             return LoopResult("round_start", "pool", _pool_lines(self.wd.root, why))
+        groups = self._groups()
         with self._commit("round_start"):
-            splits.promote_labeled(self.store, self.cfg.data.val_fraction)
+            splits.promote_labeled(self.store, self.cfg.data.val_fraction, groups=groups)
             round_id = self.store.runs.start_round()
             rng = rng_for(self.cfg.seed, self._round_idx(), 0, "overfit")
             size = self.cfg.data.overfit_size if uses_labels(self.cfg.loop.stop_rule) else 0
-            splits.draw_overfit_set(self.store, size, rng, round_id)
+            splits.draw_overfit_set(self.store, size, rng, round_id, groups)
             self._goto("baseline", round=round_id, iteration=None)
         return None
 
@@ -271,9 +280,12 @@ class Loop:
     def _do_round_end(self) -> LoopResult | None:
         pos = self.position()
         reason = pos.get("reason") or STALLED
+        groups = self._groups()
         with self._commit("round_end"):
             val_fraction = self.cfg.data.val_fraction
-            splits.release_itval_set(self.store, val_fraction, pos["round"], pos["iteration"])
+            splits.release_itval_set(
+                self.store, val_fraction, pos["round"], pos["iteration"], groups
+            )
             splits.return_overfit_set(self.store, pos["round"])
             if reason != TARGET:
                 splits.scrap_pool(self.store, pos["round"])
@@ -326,13 +338,19 @@ class Loop:
         pos, idx = self.position(), self._current().idx + 1
         scores = self._scores(splits.free_pool(self.store))
         rng = rng_for(self.cfg.seed, self._round_idx(), idx, "itval")
-        # a small last pool: keep at least half of it for the batch
-        n = min(self.cfg.data.itval_size, len(scores.ids) // 2)
+        # a small last pool: keep at least half of it (of its persons) for the batch
+        groups = self._groups()
+        persons = len(np.unique(groups.of(scores.ids)))
+        n = min(self.cfg.data.itval_size, len(scores.ids) // 2, persons // 2)
         with self._commit("itval"):
             ids = splits.draw_itval_set(
                 self.store, n, rng, pos["round"], pos["iteration"], (scores.ids, scores.emb),
-                self.cfg.select.n_clusters, self.devices.faiss_gpus,
+                self.cfg.select.n_clusters, self.devices.faiss_gpus, groups,
+                self.cfg.select.max_per_group,
             )  # fmt: skip
+            if not len(ids):  # every person left in the pool has a labeled face
+                self._goto("round_end", reason=NO_NEW_PERSON)
+                return None
             # no predictions shown: they would sway the labels of the set that judges the model
             entries = [{"item_id": int(i), "reason": "iteration-validation"} for i in ids]
             emit(self.wd, "itval", entries, self._batch_dir("itval"), self.cfg.seed,
@@ -343,10 +361,15 @@ class Loop:
     def _do_select(self) -> LoopResult | None:
         pos, idx = self.position(), self._current().idx + 1
         seed = seed_for(self.cfg.seed, self._round_idx(), idx, "select")
-        strategy = self.cfg.select.strategy
+        strategy, groups = self.cfg.select.strategy, self._groups()
+        scores = self._scores(splits.selectable_pool(self.store, groups))  # itval persons out
+        if not len(scores.ids):  # every face left belongs to a person under test
+            with self._commit("select"):
+                self._goto("round_end", reason=EXHAUSTED)
+            return None
         entries, message = pick(
-            self.wd, self.devices, self._scores(splits.free_pool(self.store)), strategy,
-            self.cfg.select.batch_size, seed,
+            self.wd, self.devices, scores, strategy, self.cfg.select.batch_size, seed,
+            groups.of(scores.ids),
         )  # fmt: skip
         with self._commit("select"):
             emit(self.wd, "select", entries, self._batch_dir("select"), seed, pos["round"],
@@ -383,6 +406,7 @@ class Loop:
         record = self._record(after, before, baseline, ok, reason)
         record["checks"] |= stop_checks
         self._report(record, it)
+        groups = self._groups() if ok else None
         with self._commit("decide"):
             self.store.runs.update_iteration(
                 pos["iteration"], state="done", metrics=record,
@@ -390,7 +414,7 @@ class Loop:
             )  # fmt: skip
             if ok:
                 splits.release_itval_set(
-                    self.store, self.cfg.data.val_fraction, pos["round"], pos["iteration"]
+                    self.store, self.cfg.data.val_fraction, pos["round"], pos["iteration"], groups
                 )
                 self._goto("iteration")
             else:

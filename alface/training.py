@@ -102,9 +102,7 @@ def train(
     if is_global_zero():
         try:
             with store.transaction("train"):  # undone when there is nothing to train on
-                promote_labeled(
-                    store, cfg.data.val_fraction, _round_of(store, iteration_id), iteration_id
-                )
+                settle_labels(wd, _round_of(store, iteration_id), iteration_id)
                 check_trainable(store, cfg.data.val_fraction)
         except TrainError as e:
             refused = e
@@ -152,6 +150,23 @@ def check_trainable(store: Store, val_fraction: float) -> None:
             f"(data.val_fraction={val_fraction}); label more faces, or lower data.val_fraction"
         )
     raise TrainError("no labeled faces to train on: import labels (alface import-labels) first")
+
+
+def settle_labels(wd: Workdir, round_id: int | None, iteration_id: int | None) -> None:
+    """Before training: labeled pool faces to train/val by person (:mod:`alface.grouping`),
+    and track labels propagated (``tracks.propagate``) or, when it is off, retracted."""
+    from alface.annotate.propagate import propagate_labels, retract_propagated
+    from alface.grouping import workdir_groups
+
+    store, cfg = wd.store, wd.cfg
+    groups = workdir_groups(wd)
+    with store.transaction("train"):
+        promote_labeled(store, cfg.data.val_fraction, round_id, iteration_id, groups)
+        if cfg.tracks.propagate:  # proposals train with the promotion that follows
+            propagate_labels(store, cfg.labels.classes, round_id, iteration_id)
+            promote_labeled(store, cfg.data.val_fraction, round_id, iteration_id, groups)
+        else:
+            retract_propagated(store, round_id, iteration_id)
 
 
 def image_loaders(dm: ActiveDataModule) -> Loaders:

@@ -107,6 +107,7 @@ def test_run_benchmark_on_digits_writes_json_png_and_summary(tmp_path):
     assert len(data["points"]) == 12 and data["command"] == "alface benchmark ..."
     assert data["dataset"]["n"] == 1797 and len(data["dataset"]["paths"]) == 1797
     assert data["schedule"] == [30, 60, 90] and data["seeds"] == [0, 1]
+    assert data["groups"]["near_duplicates"] > 0  # digits share pHashes: grouped, split whole
     point = data["points"][0]
     assert set(point["metrics"]) == {"macro_f1", "acc"} and len(point["recall"]) == 10
     assert "| random | 2 |" in files["summary"].read_text()
@@ -124,3 +125,17 @@ def test_cli_benchmark_prints_the_summary_and_where_files_went(tmp_path, capsys,
     assert (tmp_path / "out" / "benchmark.json").is_file()
     assert main([*args[:-1], "benchmark.strategies=[random,bogus]"]) == 2
     assert "unknown strategy 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_with_person_groups_the_test_split_and_each_batch_respect_them(tmp_path):
+    cfg = small_cfg(tmp_path, "benchmark.strategies=[random,entropy]", "train.max_epochs=2")
+    emb, y = blobs(build_model(cfg, 3).embedding_dim)
+    groups = np.arange(len(y)) // 3  # 80 "people" of 3 faces (mixed classes: still a person)
+    points, splits, schedule = simulate(cfg, emb, y, ("a", "b", "c"), [0], TK, groups=groups)
+    test = splits[0]["test"]
+    assert not np.isin(groups[np.setdiff1d(np.arange(len(y)), test)], groups[test]).any()
+    assert abs(len(test) - 0.3 * len(y)) <= 3  # whole groups, about the share
+    for p in points:
+        if p["step"] > 0:  # each batch of 30: 30 different people
+            assert len(np.unique(groups[p["added"]])) == len(p["added"]) == 30

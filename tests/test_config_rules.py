@@ -65,7 +65,11 @@ BAD = {
     "benchmark.loop_pools": ["0"], "benchmark.stop_rules": ["[]", "[never]"],
     "loop.stop_rule": ["sometimes"], "loop.stop_kappa": ["2"], "loop.stop_window": ["0"],
     "loop.stop_uncertainty": ["-0.1"], "train.head": ["svm"], "train.head_cs": ["[]", "[0]"],
-    "train.head_folds": ["1"],
+    "train.head_folds": ["1"], "tracks.max_gap": ["-1"], "tracks.max_jump": ["0"],
+    "tracks.max_scale": ["0.5"], "tracks.min_similarity": ["2"], "tracks.appearance_weight": ["1.5"],
+    "tracks.cut_threshold": ["0"], "tracks.propagate": ["maybe"], "duplicates.hash": ["md5"],
+    "duplicates.max_distance": ["64"], "duplicates.min_cosine": ["1.5"],
+    "duplicates.neighbours": ["0"],
 }  # fmt: skip
 CASES = [(key, value) for key, values in BAD.items() for value in values]
 

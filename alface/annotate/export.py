@@ -33,7 +33,7 @@ from alface.store import Item, Store
 LOCAL_FILES_URL = "/data/local-files/?d="
 FROM_NAME, TO_NAME = "label", "image"  # the Choices and Image tag names in label_config.xml
 BATCH_COLUMNS = ("n", "item", "label", "annotator", "predicted", "entropy", "cluster", "reason",
-                 "annotators", "crop_path")  # fmt: skip
+                 "annotators", "track", "crop_path")  # fmt: skip
 REVIEW_COLUMNS = ("n", "item", "label", "annotator", "kind", "labels", "crop_path")
 
 
@@ -104,7 +104,8 @@ def _cluster_groups(
     """The batch's faces by cluster (in cluster order) for the contact sheet."""
     groups: dict[Any, list[tuple[Path, str]]] = defaultdict(list)
     for r, row in zip(records, rows, strict=True):
-        caption = f"{r['n']} {r['reason']}" + (", pair" if r["annotators"] == 2 else "")
+        track = "" if row.track is None else f"t{row.track} "  # the face track, if any
+        caption = f"{r['n']} {track}{r['reason']}" + (", pair" if r["annotators"] == 2 else "")
         groups[r["cluster"]].append((row.crop_file(store.root), caption.strip()))
     order = sorted(groups, key=lambda k: (k == "", k if k != "" else 0))
     return [(f"cluster {k}" if k != "" else "no cluster", groups[k]) for k in order]
@@ -118,7 +119,8 @@ def _record(n: int, e: dict[str, Any], row: Item, score_name: str) -> dict[str, 
         "predicted": e.get("predicted") or "",
         score_name: "" if score is None else f"{float(score):.4f}",
         "cluster": "" if cluster is None else int(cluster), "reason": e.get("reason") or "",
-        "annotators": int(e.get("annotators", 1)), "crop_path": row.crop_path,
+        "annotators": int(e.get("annotators", 1)),
+        "track": "" if row.track is None else row.track, "crop_path": row.crop_path,
     }  # fmt: skip
 
 
@@ -196,6 +198,7 @@ def _task(
             "batch": int(batch_id), "n": n, "predicted": e.get("predicted"),
             "score": None if score is None else float(score), "cluster": e.get("cluster"),
             "reason": e.get("reason"), "annotators": int(e.get("annotators", 1)), "kind": "label",
+            "track": row.track,
         }
     }  # fmt: skip
     if task["data"]["cluster"] is not None:

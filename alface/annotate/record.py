@@ -6,6 +6,9 @@ are checked whole (:func:`check_labels`: known class, known item, an annotator, 
 duplicates) before anything is written; then one transaction records the session and its
 annotations. A session with an idempotency key (a file's hash) that was recorded before changes
 nothing. Any bad row rejects the whole set unless ``skip_bad`` takes the good rows.
+Labels proposed from another face of the same track (:mod:`alface.annotate.propagate`) come
+the same way, as a session of kind ``propagated`` whose rows name their source annotation;
+kind and annotator ``propagated`` are refused from any other source.
 
 An answer is a class of the label set or ``unusable`` (any case): not a face one can label.
 :func:`withdraw_labels` takes an annotator's labels back (the labeling page's undo), also as
@@ -27,7 +30,8 @@ from typing import NamedTuple
 from alface.classes import UNUSABLE, canonical_answer
 from alface.store import Store
 
-ANNOTATION_KINDS = ("label", "review", "oracle")
+ANNOTATION_KINDS = ("label", "review", "oracle", "propagated")
+PROPAGATED = "propagated"  # session kind, annotation kind and annotator of propagated labels
 
 
 class RowProblem(NamedTuple):
@@ -48,13 +52,14 @@ class LabelRow:
     kind: str | None = None  # label | review | oracle; None: "label" (or the session's kind)
     row: int = 0  # where it stands in its file (for messages)
     alt_ref: str | None = None  # a second reference, tried when ``ref`` is unknown
+    source: int | None = None  # propagated: the annotation id the label was proposed from
 
 
 @dataclass(frozen=True)
 class SessionSpec:
     """What a label source says about itself."""
 
-    kind: str  # import | oracle | review | web
+    kind: str  # import | oracle | review | web | propagated
     name: str  # the file, or a description
     key: str | None = (
         None  # idempotency key (a file's hash + options): seen before, nothing changes
@@ -73,6 +78,7 @@ class CheckedLabel:
     label: str
     annotator: str
     kind: str
+    source: int | None = None  # propagated: the annotation it was proposed from
 
 
 @dataclass
@@ -178,11 +184,15 @@ def check_labels(
         label = canonical_answer(r.label, classes)
         who = (r.annotator or session.annotator or "").strip()
         kind = (session.annotation_kind or r.kind or "label").strip().lower()
+        machine = session.kind == PROPAGATED
         why = (
             f"unknown class {r.label!r}; classes are {', '.join(classes)} (or {UNUSABLE})"
             if label is None
             else "no annotator: fill the annotator column or pass --annotator NAME" if not who
             else f"unknown kind {r.kind!r}; use label or review" if kind not in ANNOTATION_KINDS
+            else f"{PROPAGATED!r} is reserved for labels proposed from a track"
+            if (kind == PROPAGATED or who == PROPAGATED) != machine
+            or (machine and (kind, who) != (PROPAGATED, PROPAGATED))
             else None
         )  # fmt: skip
         if why:
@@ -198,7 +208,7 @@ def check_labels(
             )  # fmt: skip
             conflicted.add(key)
         elif first is None:
-            out[key] = CheckedLabel(r.row, ids[r.row], str(label), who, kind)
+            out[key] = CheckedLabel(r.row, ids[r.row], str(label), who, kind, r.source)
     good = [v for k, v in out.items() if k not in conflicted]
     return good, problems, len(rows) - len(labeled)
 
@@ -308,7 +318,7 @@ def _write(
             session.annotator or ",".join(report.annotators), session.format, len(labels),
         )  # fmt: skip
         for kind in ANNOTATION_KINDS:
-            rows = [(x.item_id, x.label, x.annotator) for x in labels if x.kind == kind]
+            rows = [(x.item_id, x.label, x.annotator, x.source) for x in labels if x.kind == kind]
             if rows:
                 report.n_imported += len(
                     store.labels.annotate(rows, kind=kind, session_id=report.session_id)

@@ -6,10 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alface.commands.common import OVERRIDE, add_workdir, open_workdir
 from alface.config import DatasetConfig
-from alface.faces.report import Problem
+from alface.faces.report import Problem, path_text
+
+if TYPE_CHECKING:
+    from alface.store import Store
 
 HELP = "detect faces in images, folders and videos and add the crops to the unlabeled pool"
 
@@ -83,13 +87,25 @@ def run(args: argparse.Namespace) -> int:
         pool = run_pool(wd.store)  # a stopped run's pool, which this run completes
         with progress_bar("preprocess", total=len(files)) as advance:
             if cropped:
-                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels, pool)
+                report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels, pool,
+                                        wd.cfg.duplicates.hash)  # fmt: skip
             else:
-                report = preprocess(wd.store, files, cfg, device, advance, _say, pool)
+                report = preprocess(wd.store, files, cfg, device, advance, _say, pool,
+                                    wd.cfg.tracks, wd.cfg.duplicates.hash)  # fmt: skip
         end_run(wd.store)
+        scrapped = _scrapped(wd.store, files)
     for line in report.summary():
         print(line)
+    if scrapped:
+        print(f"{scrapped} faces of these files were scrapped at a round's end: "
+              f"`alface pool restore {args.workdir} [--source PATH]` brings them back")  # fmt: skip
     return 0 if report.ok else 1
+
+
+def _scrapped(store: Store, files: list[Path]) -> int:
+    """How many faces of ``files`` are scrapped (processed before, unused in a round)."""
+    found = [i for ids in store.items.by_source(map(path_text, files)).values() for i in ids]
+    return sum(item.split == "scrapped" for item in store.items.get(found))
 
 
 def _say(problem: Problem) -> None:

@@ -39,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from alface.batching import make_batch
     from alface.config_rules import check_names
+    from alface.grouping import workdir_groups
     from alface.progress import progress_bar
     from alface.select.strategies import get_strategy
-    from alface.splits import free_pool
+    from alface.splits import selectable_pool
 
     with open_workdir(args) as wd:
         check_names(wd.cfg)
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         seed = int(wd.cfg.seed) * 1000 + n_batches  # a different, reproducible draw each time
         with progress_bar("score pool") as advance:
             batch = make_batch(
-                wd, devices_of(wd), Path(args.out).absolute(), free_pool(wd.store), strategy,
-                size, seed, progress=advance, force=args.force,
+                wd, devices_of(wd), Path(args.out).absolute(),
+                selectable_pool(wd.store, workdir_groups(wd)), strategy, size, seed,
+                progress=advance, force=args.force,
             )  # fmt: skip
     if batch.message:
         print(batch.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from alface.commands.common import add_workdir, open_workdir
@@ -13,7 +14,10 @@ if TYPE_CHECKING:
     from alface.config import Config
     from alface.store import Store
 
-HELP = "round, split sizes, class balance, metrics, stop reasons, agreement and review queue"
+HELP = (
+    "round, split sizes, class balance, tracks and near-duplicates, metrics, stop reasons, "
+    "agreement and review queue"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +69,7 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
         "review_queue": len(store.labels.review_queue()),
         "review_items": _review_items(store),
         "unusable": len(store.labels.unusable()),
+        "groups": _groups(store, cfg),
         **_loop_state(store),
     }
     summary["pool_estimate"] = _pool_estimate(store, cfg)
@@ -84,6 +89,17 @@ def _review_items(store: Store, limit: int = 10) -> list[dict[str, Any]]:
     for a in store.labels.annotations(ids):
         labels[a.item_id][a.annotator] = a.label
     return [{"item": item.uid, "labels": labels[item.id]} for item in store.items.get(ids)]
+
+
+def _groups(store: Store, cfg: Config) -> dict[str, Any]:
+    """Tracks, near-duplicates and person groups (the latest scoring's embeddings included),
+    and the propagated labels: where they are."""
+    from alface.grouping import face_groups, scoring_embeddings
+
+    groups = face_groups(store, cfg.duplicates, scoring_embeddings(store.root, store))
+    propagated = [i for i, rule in store.labels.rules().items() if rule == "propagated"]
+    counts = Counter(i.split for i in store.items.get(propagated))  # train, or pool: waiting
+    return groups.summary() | {"propagated": {"total": len(propagated), "by_split": dict(counts)}}
 
 
 def _loop_state(store: Store) -> dict[str, Any]:
@@ -165,6 +181,9 @@ def render(summary: dict[str, Any]) -> None:
         f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels, "
         f"{bat['waiting_second']} of them for a second annotator); "
         f"review queue: {summary['review_queue']}; unusable: {summary['unusable']}",
+        f"open batches: {bat['open']} ({bat['pending_items']} faces waiting for labels); "
+        f"review queue: {summary['review_queue']}",
+        _groups_line(summary["groups"]),
         _round_line(summary),
         f"last metrics: {_metrics_text(summary['last_metrics'])}",
     ]
@@ -209,6 +228,24 @@ def _agreement_lines(summary: dict[str, Any]) -> list[str]:
     if queue > len(shown):
         lines.append(f"  ... and {queue - len(shown)} more")
     return lines
+
+
+def _groups_line(g: dict[str, Any]) -> str:
+    """Tracks, near-duplicates, person groups and propagated labels on one line."""
+    how = "hash" + (" + embeddings" if g["embedded"] else "")
+    if not g["embedded"] and g["stranger_cosine"] is not None:
+        how += f" (embeddings left out: strangers reach cosine {g['stranger_cosine']:.3f})"
+    text = (
+        f"people: {g['faces_in_tracks']} faces in {g['tracks']} video track(s); "
+        f"{g['near_duplicates']} near-duplicate faces in {g['duplicate_groups']} group(s) by "
+        f"{how}; {g['person_groups']} person groups, the largest {g['largest_group']} faces"
+    )
+    if g["hashed"] < g["faces"]:
+        text += f"; {g['faces'] - g['hashed']} faces not hashed yet"
+    if g["propagated"]["total"]:
+        by = ", ".join(f"{s} {n}" for s, n in g["propagated"]["by_split"].items())
+        text += f"; propagated labels: {g['propagated']['total']} ({by})"
+    return text
 
 
 def _round_line(summary: dict[str, Any]) -> str:

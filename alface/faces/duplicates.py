@@ -6,6 +6,14 @@ are searched with FAISS (a binary index for hashes, an inner-product index on L2
 float32 embeddings) and joined into groups by union-find (:func:`connected_groups`), so one
 group id per face comes out. All functions are pure: the same inputs give the same groups.
 
+Defaults (:class:`alface.config.DuplicateConfig`), measured on utkface-dev (2,925 crops):
+pHash distance <= 4 links 33 pairs, 31 of them the same photo twice (mean pixel difference
+< 10 of 255), and keeps every JPEG (quality 50-95), brightness (+-15 %) and blur (<= 1 px)
+copy; a 2 % shift already moves a third of the copies past 4 bits, which the embeddings
+catch. O-Net trunk features (96 px): distinct faces reach cosine 0.947, shifted/scaled copies
+0.95-0.99; at 0.97 the largest group has 3 faces, at 0.95 one of 311 (chains of distinct
+faces). dHash links far more distinct aligned faces than pHash.
+
 Hashes are 64-bit unsigned integers; any 8-byte integer array is read by its bytes, so a hash
 stored as a signed SQLite integer (``uint64.view(int64)``) groups the same way.
 """
@@ -15,13 +23,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import scipy.fft
 from PIL import Image
 
+from alface.config import DuplicateConfig
 from alface.errors import AlfaceError
 from alface.faces.groups import connected_groups
 
@@ -32,24 +40,6 @@ HASH_KINDS = ("phash", "dhash")
 
 class DuplicateError(AlfaceError, ValueError):
     """Inputs near-duplicate search cannot use (not an image, bad hashes, bad thresholds)."""
-
-
-@dataclass(frozen=True)
-class DuplicateConfig:
-    """When two faces are near-duplicates (a ``duplicates:`` config section).
-
-    Measured on utkface-dev (2,925 crops; docs in the module): pHash distance <= 4 links 33
-    pairs, 31 of them the same photo twice (mean pixel difference < 10 of 255), and keeps
-    every JPEG (quality 50-95), brightness (+-15 %) and blur (<= 1 px) copy; a 2 % shift
-    already moves a third of the copies past 4 bits, which the embeddings catch. O-Net trunk
-    features: distinct faces reach cosine 0.947, shifted/scaled copies 0.95-0.99; at 0.97
-    the largest group has 3 faces, at 0.95 one of 311 (chains of distinct faces).
-    """
-
-    hash: str = "phash"  # phash | dhash (dhash links far more distinct aligned faces)
-    max_distance: int = 4  # hash bits that may differ; -1: no hash links
-    min_cosine: float = 0.97  # embeddings' cosine for a link (for O-Net trunk features)
-    neighbours: int = 10  # nearest neighbours searched per face for embedding links
 
 
 def check_duplicate_config(cfg: DuplicateConfig) -> None:

@@ -10,6 +10,8 @@ wait on each other (badly so when other jobs share the cores). The main process 
 kept face from the full-resolution image and writes each input file (all of its faces) to the
 store in one transaction. A killed run therefore leaves whole files or nothing, and the next run picks up
 where it stopped. A failed file is recorded as failed and is tried again by the next run.
+Each crop gets a perceptual hash (near-duplicate search); the faces of a video are linked into
+tracks (:mod:`alface.faces.tracking`), numbered past the store's highest track id.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from alface.config import PreprocessConfig
+from alface.config import PreprocessConfig, TrackConfig
 from alface.errors import AlfaceError
 from alface.faces.crops import crop_relpath, cut_crop, pixel_hash, write_jpeg
 from alface.faces.detect import (
@@ -40,8 +42,10 @@ from alface.faces.detect import (
     keep_faces,
     start_detect_worker,
 )
+from alface.faces.duplicates import perceptual_hash
 from alface.faces.images import UNREADABLE, Decoded, decoding, detection_copy
 from alface.faces.report import BROKEN_LINK, Problem, Report, path_text
+from alface.faces.tracking import VideoTracker, appearance
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.failpoints import failpoint
 from alface.progress import ProgressFn
@@ -56,6 +60,17 @@ RUN_KEY = "preprocess_run"  # meta: the pool of a run that has not ended yet
 
 class PreprocessError(AlfaceError, ValueError):
     """The inputs cannot be preprocessed (missing paths, nothing to read)."""
+
+
+class Cut(NamedTuple):
+    """A face cut from an image or frame: its crop's content and perceptual hashes; the
+    pixels (H, W, 3) uint8 until the video's tracker has embedded them, then None."""
+
+    frame: int | None
+    face: Face
+    digest: str
+    phash: int
+    pixels: np.ndarray | None
 
 
 def check_config(cfg: PreprocessConfig) -> None:
@@ -147,11 +162,15 @@ def preprocess(
     progress: ProgressFn | None = None,
     on_problem: Callable[[Problem], None] | None = None,
     pool: int | None = None,
+    tracks: TrackConfig = TrackConfig(),
+    hash_kind: str = "phash",
 ) -> Report:
     """Detect the faces in ``files`` (see :func:`collect_inputs`) and add their crops to
     ``pool`` (default: a new pool) in ``store``; MTCNN runs on ``device``. Returns what
-    happened, file by file counted."""
+    happened, file by file counted. ``tracks`` links a video's faces into tracks;
+    ``hash_kind`` is the perceptual hash stored per crop (``duplicates.hash``)."""
     run = _Run(store, cfg, torch.device(device), progress, on_problem, pool)
+    run.tracks_cfg, run.hash_kind, run.embed = tracks, hash_kind, appearance(tracks, run.device)
     run.images([f for f in files if not is_video(f)])
     for path in (f for f in files if is_video(f)):
         run.video(path)
@@ -168,6 +187,7 @@ class _Run:
         self.on_problem = on_problem or (lambda problem: None)
         self.report = Report(pool=store.items.next_pool() if pool is None else pool)
         self.seen: set[str] = set()
+        self.tracks_cfg, self.hash_kind, self.embed = TrackConfig(), "phash", None
 
     @property
     def detector(self) -> FaceDetector:
@@ -240,7 +260,8 @@ class _Run:
         if claim is None:
             return
         sampler = FrameSampler(path, self.cfg.every_n_frames)
-        crops: list[tuple[int | None, Face, str]] = []
+        tracker = VideoTracker(self.tracks_cfg, self.cfg.every_n_frames, self.embed)
+        crops: list[Cut] = []
         n_frames = 0
         try:
             for chunk in _chunks(iter(sampler), self.cfg.batch_size):
@@ -248,11 +269,16 @@ class _Run:
                     detection_copy(Image.fromarray(f), self.cfg.detect_max_side) for _, f in chunk
                 ]
                 found = self.detect([d for d, _ in dets], [s for _, s in dets])
+                new: list[Cut] = []
                 for (index, frame), faces in zip(chunk, found, strict=True):
+                    tracker.add_frame(index, frame)
                     if isinstance(faces, str):
                         log.warning("%s: frame %d: detector error (%s)", path, index, faces)
                         continue
-                    crops += self.cut(frame, faces, index)
+                    new += self.cut(frame, faces, index)
+                tracker.add_faces([c.frame for c in new], [c.face.box for c in new],
+                                  [c.pixels for c in new])  # fmt: skip
+                crops += [c._replace(pixels=None) for c in new]
                 n_frames += len(chunk)
         except VideoError as e:
             self.fail(path, *claim, "video", "not a video", str(e))
@@ -261,7 +287,14 @@ class _Run:
             self.fail(path, *claim, "video", "not a video", sampler.broken or "no frames")
             return
         self.report.frames += n_frames
-        self.commit(path, *claim, "video", crops, n_frames=n_frames, note=sampler.broken)
+        tracks, why = tracker.assign_or_why()
+        self.report.tracks += tracker.n_tracks
+        self.report.cuts += tracker.n_cuts
+        if why:  # never lose a video's faces over its tracks: each face is then alone
+            self.report.broken.append(Problem(str(path), "no tracks", why))
+            self.on_problem(self.report.broken[-1])
+        self.commit(path, *claim, "video", crops, n_frames=n_frames, note=sampler.broken,
+                    tracks=tracks)  # fmt: skip
         if sampler.broken:
             problem = Problem(
                 str(path), "broken video", f"kept the frames before: {sampler.broken}"
@@ -318,25 +351,29 @@ class _Run:
         self.report.improbable += improbable
         return kept
 
-    def cut(self, image: np.ndarray, faces: list[Face], frame: int | None) -> list[tuple]:
-        """Cut and write the crops of ``faces``; returns (frame, face, content hash) for each."""
+    def cut(self, image: np.ndarray, faces: list[Face], frame: int | None) -> list[Cut]:
+        """Cut and write the crops of ``faces``; returns each one's :class:`Cut`."""
         out = []
         for face in faces:
             pixels = cut_crop(image, face.box, self.cfg.crop_size, self.cfg.margin)
             digest = pixel_hash(pixels)
             write_jpeg(pixels, self.store.root / crop_relpath(digest), self.cfg.jpeg_quality)
-            out.append((frame, face, digest))
+            out.append(Cut(frame, face, digest, perceptual_hash(pixels, self.hash_kind), pixels))
         return out
 
     def commit(
-        self, path: Path, digest: str, known: Any, kind: str, crops: list[tuple],
-        n_frames: int | None = None, note: str | None = None,
+        self, path: Path, digest: str, known: Any, kind: str, crops: list[Cut],
+        n_frames: int | None = None, note: str | None = None, tracks: np.ndarray | None = None,
     ) -> None:  # fmt: skip
-        """Record a processed file and its crops in one transaction."""
+        """Record a processed file and its crops (with their tracks, shifted past the store's
+        highest track id) in one transaction."""
         failpoint("preprocess.crops_written")
         with self.store.transaction("preprocess"):
             sid = self._source(path, digest, known, kind, "done", len(crops), n_frames, note)
-            new = self.store.items.add((_record(c, sid, path) for c in crops), self.report.pool)
+            base = self.store.items.next_track()
+            ids = [None] * len(crops) if tracks is None else [base + int(t) for t in tracks]
+            records = (_record(c, sid, path, t) for c, t in zip(crops, ids, strict=True))
+            new = self.store.items.add(records, self.report.pool)
         self.report.count_done(kind, len(crops), len(new))
         self.progress(1, status=self.report.status())
 
@@ -366,13 +403,13 @@ class _Run:
         return sid
 
 
-def _record(crop: tuple, source_id: int, path: Path) -> NewItem:
-    frame, face, digest = crop
+def _record(crop: Cut, source_id: int, path: Path, track: int | None) -> NewItem:
+    face = crop.face
     return NewItem(
-        crop_path=crop_relpath(digest), hash=digest, source_id=source_id,
-        source_path=path_text(path),
-        frame=frame, box=[round(v, 2) for v in face.box], prob=face.prob,
-        landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+        crop_path=crop_relpath(crop.digest), hash=crop.digest, source_id=source_id,
+        source_path=path_text(path), frame=crop.frame, box=[round(v, 2) for v in face.box],
+        prob=face.prob, landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+        track=track, phash=crop.phash,
     )  # fmt: skip
 
 

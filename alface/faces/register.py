@@ -5,7 +5,8 @@ stored by its absolute path (``str(path.resolve())``, as the oracle matches it).
 is the same pixel hash the preprocess pipeline gives its crops, so the same picture twice is
 one item. Files are claimed by content hash like the pipeline's inputs (a file done before is
 skipped unread, a failed one is tried again) and written in one transaction per chunk: a
-killed run keeps whole chunks, and the next run picks up where it stopped.
+killed run keeps whole chunks, and the next run picks up where it stopped. Each item gets the
+perceptual hash of its image (near-duplicate search), as the pipeline's crops do.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from alface.faces.crops import pixel_hash
+from alface.faces.duplicates import perceptual_hash
 from alface.faces.images import TOO_LARGE, ImageError, load_image
 from alface.faces.pipeline import file_hash, resolved_path, unreadable
 from alface.faces.report import NOT_UTF8, Problem, Report, is_utf8_name, path_text
@@ -35,6 +37,7 @@ class _Outcome:
     digest: str
     known: Source | None
     pixels: str | None = None
+    phash: int | None = None
     problem: Problem | None = None
 
 
@@ -45,11 +48,13 @@ def register_crops(
     on_problem: Callable[[Problem], None] | None = None,
     max_megapixels: float = 50.0,
     pool: int | None = None,
+    hash_kind: str = "phash",
 ) -> Report:
     """Add each readable image in ``files`` to ``pool`` (default: a new pool) as an item whose
     crop is the file itself (faces already cropped, e.g. UTKFace chips); returns what
     happened, file by file. A file whose name is not UTF-8 is refused (the store could not
-    name it to open it again): rename it."""
+    name it to open it again): rename it. ``hash_kind``: the perceptual hash stored per item
+    (``duplicates.hash``)."""
     progress = progress or (lambda n=1, **fields: None)
     report = Report(pool=store.items.next_pool() if pool is None else pool)
     seen: set[str] = set()
@@ -57,7 +62,8 @@ def register_crops(
         chunk = [resolved_path(Path(f)) for f in files[start : start + CHUNK]]
         before = len(report.failed)
         claimed = (_claim(store, path, seen, report) for path in chunk)
-        _commit(store, [_read(o, max_megapixels) for o in claimed if o is not None], report)
+        read = [_read(o, max_megapixels, hash_kind) for o in claimed if o is not None]
+        _commit(store, read, report)
         for problem in report.failed[before:]:
             if on_problem is not None:
                 on_problem(problem)
@@ -83,8 +89,9 @@ def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome
     return None
 
 
-def _read(outcome: _Outcome, max_megapixels: float) -> _Outcome:
-    """``outcome`` with the pixel hash of its decoded (upright RGB) image, or its problem."""
+def _read(outcome: _Outcome, max_megapixels: float, hash_kind: str) -> _Outcome:
+    """``outcome`` with the pixel and perceptual hashes of its decoded (upright RGB) image,
+    or its problem."""
     if not is_utf8_name(outcome.path):
         outcome.problem = Problem(
             str(outcome.path), NOT_UTF8, "rename it (e.g. `convmv -f latin1 -t utf8`): a "
@@ -92,7 +99,9 @@ def _read(outcome: _Outcome, max_megapixels: float) -> _Outcome:
         )  # fmt: skip
         return outcome
     try:
-        outcome.pixels = pixel_hash(np.asarray(load_image(outcome.path, max_megapixels)))
+        image = np.asarray(load_image(outcome.path, max_megapixels))
+        outcome.pixels = pixel_hash(image)
+        outcome.phash = perceptual_hash(image, hash_kind)
     except ImageError as e:
         outcome.problem = Problem(str(outcome.path), e.reason, str(e))
     except MemoryError:
@@ -118,7 +127,7 @@ def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
             else:
                 sid = store.sources.add(path_text(o.path), o.digest, KIND, **args)
             if o.problem is None:
-                records.append(NewItem(str(o.path), str(o.pixels), sid, str(o.path)))
+                records.append(NewItem(str(o.path), str(o.pixels), sid, str(o.path), phash=o.phash))
         new = store.items.add(records, report.pool)
         store.log("register_crops", {"pool": report.pool, "files": len(outcomes), "new": len(new)})
     report.images += len(records)

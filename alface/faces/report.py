@@ -60,6 +60,8 @@ class Report:
     improbable: int = 0  # faces dropped: probability below preprocess.min_prob
     done_before: int = 0  # files skipped: an earlier run processed the same content
     duplicates: int = 0  # files skipped: same content as another input of this run
+    tracks: int = 0  # face tracks found in the videos
+    cuts: int = 0  # shot cuts found in the videos
     failed: list[Problem] = field(default_factory=list)
     broken: list[Problem] = field(default_factory=list)  # videos kept up to a break
 
@@ -101,6 +103,9 @@ class Report:
             + f"; {self.no_face} file(s) without a face",
             f"faces dropped: {self.too_small} too small, {self.improbable} below min_prob",
         ]
+        if self.videos:
+            lines.append(f"{self.tracks} face track(s) in {self.videos} video(s), "
+                         f"{self.cuts} shot cut(s)")  # fmt: skip
         if self.failed:
             why = Counter(p.reason for p in self.failed)
             lines.append("failed: " + ", ".join(f"{n} {r}" for r, n in why.most_common()))

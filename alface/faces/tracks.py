@@ -15,17 +15,33 @@ are made, faces left without a successor link to faces left without a predecesso
 ... samples later (the allowed jump grows with the gap). Everything else starts a new track.
 
 Shot cuts come from :func:`detect_cuts` over :func:`frame_signature` of each sampled frame.
-Pure functions: the same inputs give the same track ids.
+Pure functions: the same inputs give the same track ids. The settings are
+:class:`alface.config.TrackConfig` (the ``tracks:`` config section).
+
+Why the defaults. They are for ``every_n_frames`` = 30 (a sample a second at 30 fps) and hold
+for smaller steps (a face moves less between closer samples). They lean towards linking,
+because a wrong link is the cheaper error: two people in one track cost selection one slot
+and sit on the same side of a split, while one person cut into two tracks can land in train
+and in val (the leak tracks exist to stop). A talking head moves well under a face size in a
+second, a walking person several: ``max_jump`` 3 keeps walkers in medium shots, and leaves
+scene changes to cuts. MTCNN misses profiles and blurred faces for seconds: ``max_gap`` 2.
+Zooms: ``max_scale`` 2. ``min_similarity`` 0.5 is a floor that refuses only clearly different
+faces (O-Net features of distinct faces have median cosine 0.84, so for them the cost's
+appearance term ranks and the gate is idle; set it per embedding). ``cut_threshold`` 0.5:
+views of one scikit-image photo panned 15 %, zoomed 10 % and 10 % brighter change by 0.09
+(median), 0.28 (99th pct), 0.45 (max); different photos by 0.38 (min), 0.54 (5th pct), 0.85
+(median). ``propagate`` (off by default): a label on one face of a track is proposed for the
+rest of it (:mod:`alface.annotate.propagate`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from alface.config import TrackConfig
 from alface.errors import AlfaceError
 from alface.faces.groups import connected_groups
 
@@ -34,32 +50,6 @@ _FORBIDDEN = 1e6  # cost of a link the gates refuse (any allowed cost is <= 2)
 
 class TrackError(AlfaceError, ValueError):
     """Tracking inputs or settings that cannot be used."""
-
-
-@dataclass(frozen=True)
-class TrackConfig:
-    """How faces of sampled video frames are linked into tracks (a ``tracks:`` config section).
-
-    The defaults are for ``every_n_frames`` = 30 (a sample a second at 30 fps). They lean
-    towards linking, because a wrong link is the cheaper error: two people in one track cost
-    selection one slot and sit on the same side of a split, while one person cut into two
-    tracks can land in train and in val (the leak tracks exist to stop). A talking head moves
-    well under a face size in a second, a walking person several: ``max_jump`` 3 keeps
-    walkers in medium shots, and leaves scene changes to cuts. MTCNN misses profiles and
-    blurred faces for seconds: ``max_gap`` 2. Zooms: ``max_scale`` 2. ``min_similarity`` 0.5
-    is a floor that refuses only clearly different faces (O-Net features of distinct faces
-    have median cosine 0.84, so for them the cost's appearance term ranks and the gate is
-    idle; set it per embedding). ``cut_threshold`` 0.5: views of one scikit-image photo
-    panned 15 %, zoomed 10 % and 10 % brighter change by 0.09 (median), 0.28 (99th pct), 0.45
-    (max); different photos by 0.38 (min), 0.54 (5th pct), 0.85 (median).
-    """
-
-    max_gap: int = 2  # sampled frames a face may be missed and its track go on
-    max_jump: float = 3.0  # centre move per sample, in face sizes (sqrt of the box area)
-    max_scale: float = 2.0  # largest ratio of the two faces' sizes
-    min_similarity: float = 0.5  # embeddings' cosine below which two faces never link
-    appearance_weight: float = 0.5  # share of the embedding term in the cost (with embeddings)
-    cut_threshold: float = 0.5  # frame_signature distance that marks a shot cut, in [0, 1]
 
 
 def check_track_config(cfg: TrackConfig) -> None:

@@ -68,6 +68,24 @@ def group_capacity(groups: np.ndarray, k: int) -> int:
     return int(np.minimum(sizes, k).sum())
 
 
+def all_alone(groups: np.ndarray) -> bool:
+    """Whether every row of ``groups`` (N,) is a group of its own (grouping changes nothing)."""
+    g = check_groups(groups, len(groups))
+    return len(np.unique(g)) == len(g)
+
+
+def sample_uniform_capped(
+    groups: np.ndarray, n: int, rng: np.random.Generator, k: int = 1
+) -> np.ndarray:
+    """``n`` rows drawn uniformly, at most ``k`` per group: sorted int64 (<= n,) (fewer when
+    the groups allow fewer). With every row alone, the plain draw
+    ``rng.choice(N, n, replace=False)``, so that grouping changes no draw it need not."""
+    n = min(n, len(groups))
+    if all_alone(groups):
+        return np.sort(rng.choice(len(groups), size=n, replace=False)).astype(np.int64)
+    return np.sort(cap_per_group(rng.permutation(len(groups)), groups, k, n))
+
+
 def sample_capped(
     strata: np.ndarray, groups: np.ndarray, n: int, rng: np.random.Generator, k: int = 1
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from alface.store.core import StoreError, chunks, rows_in
-from alface.store.records import Item, NewItem, Source, dump_json, load_json
+from alface.store.records import Item, ItemColumns, NewItem, Source, dump_json, load_json
 
 if TYPE_CHECKING:
     from alface.store.core import Store
@@ -45,8 +45,18 @@ def _item(r: sqlite3.Row) -> Item:
         r["id"], r["uid"], r["crop_path"], r["hash"], r["source_id"], r["source_path"],
         r["frame"], None if box is None else tuple(box), r["prob"],
         None if marks is None else tuple(tuple(p) for p in marks), r["pool"], r["split"],
-        r["labeled_round"], r["labeled_iteration"], r["created"],
+        r["labeled_round"], r["labeled_iteration"], r["created"], r["track"], r["phash"],
     )  # fmt: skip
+
+
+def signed64(value: int | None) -> int | None:
+    """A 64-bit unsigned int as the signed int64 SQLite stores (the same bits); None stays."""
+    if value is None:
+        return None
+    value = int(value)
+    if not -(2**63) <= value < 2**64:
+        raise StoreError(f"hash {value} does not fit in 64 bits")
+    return value - 2**64 if value >= 2**63 else value
 
 
 class Sources:
@@ -123,11 +133,12 @@ class Items:
                 continue
             cur = self._s.execute(
                 "INSERT INTO items (uid, crop_path, hash, source_id, source_path, frame,"
-                " box, prob, landmarks, pool, split, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pool', ?)",
+                " box, prob, landmarks, pool, split, created, track, phash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pool', ?, ?, ?)",
                 (
                     self._free_uid(r.hash), r.crop_path, r.hash, r.source_id, r.source_path,
                     r.frame, dump_json(r.box), r.prob, dump_json(r.landmarks), pool, now,
+                    r.track, signed64(r.phash),
                 ),
             )  # fmt: skip
             new.append(int(cur.lastrowid))
@@ -136,6 +147,50 @@ class Items:
                 "add_items", {"pool": pool, "n": len(new), "first": new[0], "last": new[-1]}
             )
         return new
+
+    def next_track(self) -> int:
+        """The first free global track id (0 when no item has a track)."""
+        row = self._s.execute("SELECT MAX(track) FROM items").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def columns(self) -> ItemColumns:
+        """Id, uid, split, track and perceptual hash of every item, as arrays (by id)."""
+        rows = self._s.execute(
+            "SELECT id, uid, split, track, phash FROM items ORDER BY id"
+        ).fetchall()
+        phash = [r["phash"] for r in rows]
+        return ItemColumns(
+            np.array([r["id"] for r in rows], dtype=np.int64),
+            np.array([r["uid"] for r in rows], dtype=str),
+            np.array([r["split"] for r in rows], dtype=str),
+            np.array([-1 if r["track"] is None else r["track"] for r in rows], dtype=np.int64),
+            np.array([0 if h is None else h for h in phash], dtype=np.int64),
+            np.array([h is not None for h in phash], dtype=bool),
+        )
+
+    def set_phashes(self, hashes: dict[int, int]) -> None:
+        """Record the perceptual hash of items (id -> 64-bit hash) computed after they arrived."""
+        self._s.require_transaction()
+        self._s.executemany(
+            "UPDATE items SET phash = ? WHERE id = ?",
+            [(signed64(h), int(i)) for i, h in hashes.items()],
+        )
+        if hashes:
+            self._s.log("set_phashes", {"n": len(hashes)})
+
+    def moved_in(self, split: str, round_id: int | None = None) -> np.ndarray:
+        """Ids (ascending) of the items in ``split`` now, whose move there was made in round
+        ``round_id`` (any round when None)."""
+        check_split(split)
+        rows = self._s.execute(
+            "SELECT i.id, e.round_id FROM items i JOIN split_events e ON e.id = ("
+            " SELECT MAX(id) FROM split_events WHERE item_id = i.id)"
+            " WHERE i.split = ? ORDER BY i.id",
+            (split,),
+        ).fetchall()
+        return np.array(
+            [r["id"] for r in rows if round_id is None or r["round_id"] == round_id], np.int64
+        )
 
     def _free_uid(self, content_hash: str) -> str:
         """The shortest prefix of the hash (16 characters or more) that no item uses yet."""

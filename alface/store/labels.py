@@ -8,6 +8,9 @@ labels must agree, and a face sent to two annotators (``batch_items.annotators``
 both before it has a label. Items whose annotators disagree (and have no review) get no label:
 they wait in the review queue and stay out of training. An item resolved as ``unusable`` moves
 to the split of that name (out of the pool and every set) and back when that changes.
+A propagated label (proposed from another face of the same track, kind and annotator
+``propagated``, ``source_id`` naming the annotation it came from) resolves only an item no
+person has labeled (rule ``propagated``); it can be retracted.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from alface.store.records import Annotation, LabelSession
 if TYPE_CHECKING:
     from alface.store.core import Store
 
-KINDS = ("label", "review", "oracle")  # annotation kinds
-SESSION_KINDS = ("import", "oracle", "review", "web")
+KINDS = ("label", "review", "oracle", "propagated")  # annotation kinds
+SESSION_KINDS = ("import", "oracle", "review", "web", "propagated")
+PROPAGATED = "propagated"  # the kind (and annotator) of a label proposed from a track-mate
 CURRENT = "superseded_by IS NULL AND withdrawn IS NULL"  # an annotation that counts now
 
 
@@ -36,19 +40,24 @@ def resolution(
     annotations: Sequence[tuple[str, str, str]], need: int = 1
 ) -> tuple[str, str] | None:
     """(label, rule) of an item from its current (label, kind, annotator) annotations, oldest
-    first, or None while it has none: the newest review label wins (rule ``review``); else every
-    label must agree and, unless the oracle (known truth) gave it, come from at least ``need``
+    first, or None while it has none: a propagated label counts only when no person labeled the
+    item (rule ``propagated``); the newest review label wins (rule ``review``); else every label
+    must agree and, unless the oracle (known truth) gave it, come from at least ``need``
     distinct annotators (rule ``single`` for one annotation, else ``agreed``)."""
-    reviews = [label for label, kind, _ in annotations if kind == "review"]
+    human = [a for a in annotations if a[1] != PROPAGATED]
+    if not human:
+        proposed = [label for label, kind, _ in annotations if kind == PROPAGATED]
+        return (proposed[-1], PROPAGATED) if proposed else None
+    reviews = [label for label, kind, _ in human if kind == "review"]
     if reviews:
         return reviews[-1], "review"
-    labels = {label for label, _, _ in annotations}
+    labels = {label for label, _, _ in human}
     if len(labels) != 1:
         return None
-    oracle = any(kind == "oracle" for _, kind, _ in annotations)
-    if not oracle and len({who for _, _, who in annotations}) < need:
+    oracle = any(kind == "oracle" for _, kind, _ in human)
+    if not oracle and len({who for _, _, who in human}) < need:
         return None
-    return labels.pop(), "single" if len(annotations) == 1 else "agreed"
+    return labels.pop(), "single" if len(human) == 1 else "agreed"
 
 
 def _session(r: sqlite3.Row) -> LabelSession:
@@ -58,7 +67,8 @@ def _session(r: sqlite3.Row) -> LabelSession:
 
 def _annotation(r: sqlite3.Row) -> Annotation:
     return Annotation(r["id"], r["item_id"], r["label"], r["annotator"], r["kind"],
-                      r["session_id"], r["superseded_by"], r["created"], r["withdrawn"])  # fmt: skip
+                      r["session_id"], r["superseded_by"], r["created"], r["withdrawn"],
+                      r["source_id"])  # fmt: skip
 
 
 class Labels:
@@ -98,16 +108,17 @@ class Labels:
     # -- annotations -----------------------------------------------------------------------
     def annotate(
         self,
-        rows: Iterable[tuple[int, str, str]],
+        rows: Iterable[tuple[int, str, str] | tuple[int, str, str, int | None]],
         kind: str = "label",
         session_id: int | None = None,
     ) -> list[int]:
-        """Add (item_id, label, annotator) annotations, superseding the same annotator's earlier
-        one of the same kind for the item, and re-resolve the labels of those items. Returns the
-        new annotation ids (a label equal to the current one adds nothing)."""
+        """Add (item_id, label, annotator[, source annotation id]) annotations, superseding the
+        same annotator's earlier one of the same kind for the item, and re-resolve the labels of
+        those items. Returns the new annotation ids (a label equal to the current one adds
+        nothing)."""
         self._s.require_transaction()
         now, new, touched = time.time(), [], set()
-        for item_id, label, annotator in rows:
+        for item_id, label, annotator, *source in rows:
             prev = self._s.execute(
                 "SELECT id, label FROM annotations WHERE item_id = ? AND annotator = ?"
                 f" AND kind = ? AND {CURRENT}",
@@ -116,9 +127,9 @@ class Labels:
             if prev is not None and prev["label"] == label:
                 continue
             cur = self._s.execute(
-                "INSERT INTO annotations (item_id, label, annotator, kind, session_id, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (int(item_id), label, annotator, kind, session_id, now),
+                "INSERT INTO annotations (item_id, label, annotator, kind, session_id, created,"
+                " source_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (int(item_id), label, annotator, kind, session_id, now, (source or [None])[0]),
             )
             new_id = int(cur.lastrowid)
             if prev is not None:
@@ -179,9 +190,24 @@ class Labels:
         )
         return [_annotation(r) for r in rows]
 
+    def retract(self, annotation_ids: Sequence[int], why: str) -> None:
+        """Take current annotations back (each is marked superseded by itself: never deleted)
+        and re-resolve their items."""
+        self._s.require_transaction()
+        ids = [int(i) for i in annotation_ids]
+        rows = rows_in(self._s, "annotations", "id", ids, "id, item_id, superseded_by")
+        live = [r for r in rows if r["superseded_by"] is None]
+        self._s.executemany(
+            "UPDATE annotations SET superseded_by = id WHERE id = ?", [(r["id"],) for r in live]
+        )
+        if live:
+            self._s.log("retract", {"n": len(live), "why": why})
+        self.resolve(sorted({r["item_id"] for r in live}))
+
     def resolve(self, item_ids: Sequence[int]) -> None:
         """Recompute the resolved labels of ``item_ids`` from their current annotations (see
-        :func:`resolution`); move items into or out of the ``unusable`` split as they change."""
+        :func:`resolution`; a propagated label counts only for an item no person has labeled);
+        move items into or out of the ``unusable`` split as they change."""
         self._s.require_transaction()
         now, moves = time.time(), {}
         for item_id in item_ids:
@@ -242,10 +268,19 @@ class Labels:
         )
         return [r[0] for r in rows]
 
+    def rules(self, ids: Sequence[int] | np.ndarray | None = None) -> dict[int, str]:
+        """How each resolved label came about (single | agreed | review | propagated), by id."""
+        if ids is None:
+            rows = self._s.execute("SELECT item_id, rule FROM labels").fetchall()
+        else:
+            rows = rows_in(self._s, "labels", "item_id", [int(i) for i in ids], "item_id, rule")
+        return {r["item_id"]: r["rule"] for r in rows}
+
     def review_queue(self) -> list[int]:
         """Ids of items whose current annotations disagree and that have no review label."""
         rows = self._s.execute(
-            f"SELECT item_id FROM annotations WHERE {CURRENT} GROUP BY item_id"
+            f"SELECT item_id FROM annotations WHERE {CURRENT} AND kind != 'propagated'"
+            " GROUP BY item_id"
             " HAVING COUNT(DISTINCT label) > 1 AND SUM(kind = 'review') = 0 ORDER BY item_id"
         ).fetchall()
         return [r[0] for r in rows]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class NewItem:
@@ -25,6 +27,8 @@ class NewItem:
     box: Sequence[float] | None = None
     prob: float | None = None
     landmarks: Sequence[Sequence[float]] | None = None
+    track: int | None = None  # face track in its video (global ids: see Items.next_track)
+    phash: int | None = None  # 64-bit perceptual hash, unsigned or signed (stored signed)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Item:
     labeled_round: int | None
     labeled_iteration: int | None
     created: float
+    track: int | None = None  # face track (global over videos); None: not from a video
+    phash: int | None = None  # 64-bit perceptual hash as a signed int64; None: not computed
 
     def crop_file(self, root: Path) -> Path:
         """Absolute path of the crop (``root`` is WORKDIR)."""
@@ -74,7 +80,7 @@ class LabelSession:
     """Where a set of annotations came from: a file import, the oracle, a reviewer, a web page."""
 
     id: int
-    kind: str  # import | oracle | review | web
+    kind: str  # import | oracle | review | web | propagated
     name: str  # the file imported, or a description
     key: str | None  # idempotency key (a file import's hash): the same key twice changes nothing
     annotator: str | None
@@ -91,11 +97,17 @@ class Annotation:
     item_id: int
     label: str
     annotator: str
-    kind: str  # label | review | oracle
+    kind: str  # label | review | oracle | propagated
     session_id: int | None
-    superseded_by: int | None
+    superseded_by: int | None  # itself when retracted (a propagated label taken back)
     created: float
     withdrawn: float | None = None  # when its annotator took it back (undo): no longer current
+    source_id: int | None = None  # propagated: the annotation it was proposed from
+
+    @property
+    def retracted(self) -> bool:
+        """Whether the annotation was taken back (superseded by itself)."""
+        return self.superseded_by == self.id
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,18 @@ class LabelProgress:
     waiting: int  # labeled by some but waiting for a second annotator
     disputed: int  # whose annotators disagree (the review queue, in open batches)
     mine: int  # current labels by the annotator asked about, on these items
+
+
+@dataclass(frozen=True, eq=False)
+class ItemColumns:
+    """Columns of every item, row-aligned (N,), by id: what grouping and split draws read."""
+
+    ids: np.ndarray  # int64, ascending
+    uids: np.ndarray  # str
+    splits: np.ndarray  # str
+    tracks: np.ndarray  # int64 global track id, -1: none
+    phashes: np.ndarray  # int64 perceptual hash (signed view), 0 where ``has_phash`` is False
+    has_phash: np.ndarray  # bool
 
 
 @dataclass(frozen=True)

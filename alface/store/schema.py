@@ -188,7 +188,23 @@ CREATE INDEX batch_items_rank ON batch_items(batch_id, rank);
 CREATE INDEX annotations_annotator ON annotations(annotator, id);
 """
 
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _V2_LABEL_SESSIONS, 2: _V3_LABEL_PAGE}
+
+# v4 (video): the face track of each crop (global over videos), its perceptual hash for
+# near-duplicate search, and the annotation a propagated label came from. A retracted
+# annotation (a propagated label taken back) is superseded by itself.
+_V4_TRACKS_AND_HASHES = """
+ALTER TABLE items ADD COLUMN track INTEGER;           -- face track (global); NULL: not from a video
+ALTER TABLE items ADD COLUMN phash INTEGER;           -- 64-bit perceptual hash of the crop, signed
+CREATE INDEX items_track ON items(track);
+ALTER TABLE annotations ADD COLUMN source_id INTEGER REFERENCES annotations(id);
+"""
+
+MIGRATIONS: dict[int, str] = {
+    0: _SCHEMA_V1,
+    1: _V2_LABEL_SESSIONS,
+    2: _V3_LABEL_PAGE,
+    3: _V4_TRACKS_AND_HASHES,
+}
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
