@@ -23,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,25 +36,33 @@ from alface.device import Devices
 from alface.errors import AlfaceError
 from alface.failpoints import failpoint
 from alface.grouping import FaceGroups, workdir_groups
+from alface.loop.checks import (
+    EXHAUSTED,
+    MAX_ITERATIONS,
+    NO_NEW_PERSON,
+    STALLED,
+    TARGET,
+    decide,
+    iteration_record,
+    rng_for,
+    seed_for,
+    target_met,
+)
+from alface.loop.label_free import label_free_decision
+from alface.loop.report import itval_before, pool_lines, waiting_lines, write_report
 from alface.oracle import Oracle
 from alface.progress import ProgressFn
 from alface.select.groups import sample_uniform_capped
-from alface.stopping import decide_label_free, stop_set_checks, uses_labels
+from alface.stopping import uses_labels
 from alface.store import Iteration, LabelBatch, Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
 META_KEY = "loop"
-REPORTS_DIR = "reports"
 STEPS = ("bootstrap", "wait_initial", "round_start", "baseline", "iteration", "score", "itval",
          "select", "wait", "train", "decide", "round_end", "done")  # fmt: skip
-# Stop reasons of a round (and of the inner loop).
-OVERFIT, STALLED, TARGET = "overfit set not kept", "itval stopped improving", "target met"
-MAX_ITERATIONS, EXHAUSTED = "max iterations", "pool exhausted"
-NO_NEW_PERSON = "no unlabeled person left for the itval set"
 _INNER = ("score", "itval", "select", "wait", "train", "decide")
-_PURPOSE = {"initial": 1, "overfit": 2, "itval": 3, "select": 4}
 
 StepHook = Callable[[str, str], None]  # (step, "start" | "commit")
 
@@ -71,43 +78,6 @@ class LoopResult:
     step: str
     needs: str
     lines: list[str] = field(default_factory=list)
-
-
-# -- the checks (pure) ---------------------------------------------------------------------------
-def decide(
-    overfit_now: float | None,
-    overfit_baseline: float | None,
-    itval_now: float,
-    itval_before: float,
-    tolerance: float,
-    threshold: float,
-) -> tuple[bool, str | None]:
-    """(continue?, stop reason): go on while the overfitting-set metric is not lower than the
-    baseline by more than ``tolerance`` AND the itval metric gained more than ``threshold``."""
-    kept = overfit_now is None or overfit_baseline is None
-    if not kept and overfit_now < overfit_baseline - tolerance - 1e-12:
-        return False, OVERFIT
-    if not itval_now - itval_before > threshold:
-        return False, STALLED
-    return True, None
-
-
-def target_met(metrics: Mapping[str, Mapping[str, Any]], cfg_loop: Any) -> bool:
-    """Whether ``loop.target_metric`` on ``loop.target_set`` reaches ``loop.target_value``."""
-    value = (metrics.get(cfg_loop.target_set) or {}).get(cfg_loop.target_metric)
-    return value is not None and float(value) >= cfg_loop.target_value
-
-
-def rng_for(seed: int, round_idx: int, iteration_idx: int, purpose: str) -> np.random.Generator:
-    """The generator of one draw: the same (seed, round, iteration, purpose), the same draw."""
-    return np.random.default_rng(
-        np.random.SeedSequence([seed, round_idx, iteration_idx, _PURPOSE[purpose]])
-    )
-
-
-def seed_for(seed: int, round_idx: int, iteration_idx: int, purpose: str) -> int:
-    """An int seed for APIs that take one (selection), derived like :func:`rng_for`."""
-    return int(rng_for(seed, round_idx, iteration_idx, purpose).integers(2**31 - 1))
 
 
 # -- the state machine ---------------------------------------------------------------------------
@@ -189,29 +159,12 @@ class Loop:
             pending = {b: self.store.runs.pending_items(b) for b in pending}
             todo = [i for ids in pending.values() for i in ids]
         if todo:
-            return LoopResult(self.position()["step"], "labels", self._label_lines(pending))
+            return LoopResult(self.position()["step"], "labels", waiting_lines(self.store, pending))
         with self._commit(self.position()["step"]):
             for batch_id in pending:
                 self.store.runs.close_batch(batch_id)
             self._goto(next_step)
         return None
-
-    def _label_lines(self, pending: dict[int, list[int]]) -> list[str]:
-        root = self.wd.root
-        lines = [f"{sum(map(len, pending.values()))} faces wait for labels:"]
-        for batch_id, ids in pending.items():
-            b = self.store.runs.batch(batch_id)
-            lines.append(f"  batch {batch_id} ({b.kind}): {len(ids)} in {root / str(b.out_dir)}")
-        if waiting := self.store.runs.progress().waiting:
-            lines.append(f"  {waiting} of them labeled once, waiting for a second annotator")
-        if queue := self.store.labels.review_queue():
-            lines.append(f"  {len(queue)} in the review queue: alface review {root} --out DIR")
-        lines.append(
-            f"label them on the page (alface label {root}), or in batch.csv or Label Studio and"
-            f" then: alface import-labels {root} FILE --annotator NAME; then run"
-            f" `alface loop {root}` again"
-        )
-        return lines
 
     def _train(self, iteration_id: int | None) -> dict[str, Any]:
         """Metrics of the model of this step: the recorded one, else a newly trained one."""
@@ -236,7 +189,7 @@ class Loop:
             return None
         pool = splits.free_pool(self.store)
         if not len(pool):
-            return LoopResult("bootstrap", "pool", _pool_lines(self.wd.root, None))
+            return LoopResult("bootstrap", "pool", pool_lines(self.wd.root, None))
         n = min(self.cfg.loop.initial_size, len(pool))
         rng, persons = rng_for(self.cfg.seed, 0, 0, "initial"), self._groups().of(pool)
         picked = pool[sample_uniform_capped(persons, n, rng, self.cfg.select.max_per_group)]
@@ -258,7 +211,7 @@ class Loop:
         if not len(splits.free_pool(self.store)):
             rounds = self.store.runs.rounds()
             why = f"round {len(rounds)} ended: {rounds[-1].stop_reason}" if rounds else None
-            return LoopResult("round_start", "pool", _pool_lines(self.wd.root, why))
+            return LoopResult("round_start", "pool", pool_lines(self.wd.root, why))
         groups = self._groups()
         with self._commit("round_start"):
             splits.promote_labeled(self.store, self.cfg.data.val_fraction, groups=groups)
@@ -389,7 +342,7 @@ class Loop:
     def _do_decide(self) -> LoopResult | None:
         pos, it = self.position(), self._current()
         after = self._train(pos["iteration"])  # recorded by the train step
-        before = self._itval_before()
+        before = itval_before(self.store, self.cfg.labels.classes, self._scores)
         baseline = self.store.runs.current_round().baseline or {}
         m, lc = self.cfg.loop.metric, self.cfg.loop
         stop_checks: dict[str, Any] = {}
@@ -400,12 +353,17 @@ class Loop:
                 float((before or {}).get(m) or 0.0), lc.overfit_tolerance, lc.improve_threshold,
             )  # fmt: skip
         else:
-            ok, reason, stop_checks = self._decide_label_free()
+            ok, reason, stop_checks = label_free_decision(
+                self.wd, self.devices, self.position()["round"], self._scoring(), self.progress
+            )
         if target_met(after, lc):
             ok, reason = False, TARGET
-        record = self._record(after, before, baseline, ok, reason)
+        record = iteration_record(
+            after, before, baseline, ok, reason, lc, len(self.store.labels.resolved()),
+            len(self.store.labels.unusable()),
+        )  # fmt: skip
         record["checks"] |= stop_checks
-        self._report(record, it)
+        write_report(self.wd, record, it, self._round_idx(), self._scoring())
         groups = self._groups() if ok else None
         with self._commit("decide"):
             self.store.runs.update_iteration(
@@ -420,102 +378,3 @@ class Loop:
             else:
                 self._goto("round_end", reason=reason)
         return None
-
-    def _decide_label_free(self) -> tuple[bool, str | None, dict[str, Any]]:
-        """A label-free stop rule on the round's fixed stop set (the faces its baseline model
-        scored): the new model scores it (the next iteration's scoring reuses that); the
-        previous model's scores are this iteration's scoring."""
-        from alface.scoring import load_scores
-
-        lc, root = self.cfg.loop, self.wd.root
-        since = self.store.runs.current_round().started
-        base = self.store.runs.model_of(None, since)
-        first = self.store.runs.latest_scoring(base.id) if base is not None else None
-        stop = load_scores(root / first.path)[0] if first else splits.free_pool(self.store)
-        prev_ids, prev_probs, _ = load_scores(root / self._scoring().path)
-        stop = np.intersect1d(stop, prev_ids)
-        if not len(stop):
-            return True, None, {"rule": lc.stop_rule}
-        scoring = score_free_pool(self.wd, self.devices, stop, self.progress)
-        after = scores_for(stop, root / scoring.path, scoring.model_id).probs
-        before = prev_probs[np.searchsorted(prev_ids, stop)]
-        unlabeled = np.isin(stop, splits.free_pool(self.store))
-        checks = {"rule": lc.stop_rule} | stop_set_checks(before, after, after.shape[1], unlabeled)
-        round_id = self.position()["round"]
-        kappas = [x.metrics["checks"]["kappa"] for x in self.store.runs.iterations(round_id)
-                  if x.metrics and "kappa" in x.metrics.get("checks", {})]  # fmt: skip
-        ok, reason = decide_label_free(
-            lc.stop_rule, [*kappas, checks["kappa"]], checks["uncertainty"], lc
-        )
-        return ok, reason, checks
-
-    def _itval_before(self) -> dict[str, Any] | None:
-        """The previous model's metrics on this iteration's itval set (from the pool scores)."""
-        from alface.metrics import probs_metrics
-
-        labels = self.store.labels.resolved(self.store.items.ids("itval"))
-        if not labels:
-            return None
-        ids = np.array(sorted(labels), np.int64)
-        classes = self.cfg.labels.classes
-        target = np.array([classes.index(labels[int(i)]) for i in ids])
-        return probs_metrics(self._scores(ids).probs, target, classes)
-
-    def _record(
-        self, after: dict, before: dict | None, baseline: dict, ok: bool, reason: str | None
-    ) -> dict[str, Any]:
-        """What an iteration leaves in the store and its report."""
-        metrics = {s: after[s] for s in ("val", "overfit", "itval") if after.get(s)}
-        if before:
-            metrics["itval (previous model)"] = before
-        m = self.cfg.loop.metric
-        return {
-            "labels_used": len(self.store.labels.resolved()),
-            "unusable": len(self.store.labels.unusable()),
-            "metrics": metrics,
-            "checks": {
-                "metric": m,
-                "overfit": (after.get("overfit") or {}).get(m),
-                "overfit_baseline": baseline.get(m) if baseline else None,
-                "overfit_tolerance": self.cfg.loop.overfit_tolerance,
-                "itval": (after.get("itval") or {}).get(m),
-                "itval_before": (before or {}).get(m),
-                "improve_threshold": self.cfg.loop.improve_threshold,
-            },
-            "decision": "continue" if ok else "stop",
-            "stop_reason": reason,
-        }
-
-    def _report(self, record: dict[str, Any], it: Any) -> None:
-        """Write reports/rR-iI/report.{json,png}: metrics, class balance, checks, history."""
-        from alface.report import iteration_report
-
-        r, i = self._round_idx(), it.idx + 1
-        history = [x.metrics for x in self.store.runs.iterations() if x.metrics]
-        batch = self.store.runs.batch_of(it.id, "select")
-        batch_ids = [e.item_id for e in self.store.runs.entries(batch.id)] if batch else []
-        pool = self._pool_estimated()
-        info = record | pool["report"] | {
-            "round": r, "iteration": i, "classes": list(self.cfg.labels.classes),
-            "metric": self.cfg.loop.metric, "history": history,
-            "balance": {
-                "pool (estimated)": pool["counts"],  # unlabeled: corrected, see audit/pool.py
-                "batch": dict(Counter(self.store.labels.resolved(batch_ids).values())),
-                "labeled": self.store.labels.class_counts(("train", "val", "overfit", "itval")),
-            },
-        }  # fmt: skip
-        iteration_report(self.wd.path(REPORTS_DIR, f"r{r}-i{i}", mkdir=True), info)
-
-    def _pool_estimated(self) -> dict[str, Any]:
-        """The scored pool's group shares, corrected (alface.audit.pool), not its argmax count."""
-        from alface.audit.pool import pool_balance
-
-        return pool_balance(self.store, self._scoring(), self.cfg.labels.classes, self.cfg.seed)
-
-
-def _pool_lines(root: Path, why: str | None) -> list[str]:
-    what = f"{why}; the unused pool is scrapped" if why else "no faces in the pool yet"
-    return [
-        f"{what}: add a new unlabeled pool, then run `alface loop {root}` again:",
-        f"  alface preprocess {root} IMAGES_OR_VIDEOS...   (or a folder of crops with --cropped)",
-    ]
