@@ -10,7 +10,7 @@ recall) and the pool (softmax), and lets the strategy pick the next batch throug
 :func:`alface.select.select_batch`; the oracle's answers are the known labels. Diversity
 works on the head's input: the frozen penultimate features.
 
-Near-duplicates (:func:`folder_groups`: perceptual hashes and the frozen features, as the
+Near-duplicates (:func:`alface.features.folder_groups`: perceptual hashes and the frozen features, as the
 loop groups a pool) are people: the test split takes whole groups, and each batch at most
 ``select.max_per_group`` faces of a group, as in the loop.
 
@@ -21,7 +21,6 @@ SeedSequence over (s, t)); selection seeds are drawn over (s, strategy, t).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 import zlib
@@ -32,21 +31,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 import alface.backbones  # noqa: F401  (registers the extra timm models, e.g. mtcnn_onet)
 from alface.balance import class_weights
 from alface.config import Config, to_dict
 from alface.curves import Curve, collect_curves, summary_table
-from alface.data import CropDataset, collate_batch
-from alface.datasets import LabeledFolder, initial_labeled, load_dataset, split_test
+from alface.datasets import initial_labeled, load_dataset, split_test
 from alface.device import Devices
 from alface.errors import AlfaceError
+from alface.features import embed_folder, folder_groups
 from alface.fsutil import write_file
 from alface.metrics import probs_metrics
 from alface.model import FaceClassifier, build_model
 from alface.progress import ProgressFn
-from alface.scoring import embed
 from alface.select import HEURISTICS, list_strategies, select_batch
 from alface.select.groups import all_alone, sample_whole_groups
 from alface.training import fit_head, seeded
@@ -123,78 +120,6 @@ def check_benchmark(cfg: Config) -> list[str]:
             "the benchmark simulates train.mode=linear_probe (frozen features); set it"
         )
     return specs
-
-
-def features_key(cfg: Config, folder: LabeledFolder) -> str:
-    """A hash of what frozen features depend on: the backbone spec, the seed (a random-init
-    backbone), and every image's path, size and modification time."""
-    from alface.backbones import backbone_spec
-
-    h = hashlib.sha1(repr((dataclasses.asdict(backbone_spec(cfg.backbone, cfg.data.image_size)),
-                           cfg.seed if not cfg.backbone.pretrained else None)).encode())  # fmt: skip
-    for p in folder.paths:
-        st = Path(p).stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def embed_folder(
-    cfg: Config, folder: LabeledFolder, tk: dict[str, Any], cache_dir: Path | None = None
-) -> np.ndarray:
-    """Frozen penultimate features (N, D) float32 of every image of ``folder``, in order; read
-    from (and written to) ``cache_dir``/features-KEY.npy when given (:func:`features_key`)."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"features-{features_key(cfg, folder)}.npy"
-        if path.is_file():
-            emb = np.load(path)
-            if emb.shape[0] == len(folder):
-                log.info("features from %s", path)
-                return emb
-    emb = _embed(cfg, folder, tk)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
-    return emb
-
-
-def _embed(cfg: Config, folder: LabeledFolder, tk: dict[str, Any]) -> np.ndarray:
-    with seeded(cfg.seed):
-        model = build_model(cfg, len(folder.classes))
-    ds = CropDataset(np.arange(len(folder)), folder.targets, cfg.image_size,
-                     paths=[str(p) for p in folder.paths])  # fmt: skip
-    loader = DataLoader(ds, batch_size=cfg.select.score_batch_size, collate_fn=collate_batch,
-                        num_workers=cfg.data.num_workers)  # fmt: skip
-    ids, emb = embed(model, loader, tk)
-    return np.ascontiguousarray(emb[np.argsort(ids)], dtype=np.float32)
-
-
-def folder_groups(
-    folder: LabeledFolder, emb: np.ndarray, cfg: Config
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Near-duplicate groups (N,) of a folder's images (perceptual hashes and the frozen
-    features ``emb``, as the loop groups a pool) and what they hold, for the benchmark's
-    person-disjoint test split and per-group cap."""
-    from PIL import Image, ImageOps
-
-    from alface.faces.duplicates import perceptual_hash
-    from alface.grouping import duplicate_links
-
-    hashes = np.zeros(len(folder), np.uint64)
-    for i, path in enumerate(folder.paths):
-        with Image.open(path) as im:
-            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        hashes[i] = perceptual_hash(image, cfg.duplicates.hash)
-    n = len(folder)
-    groups, embedded, strangers = duplicate_links(
-        n, hashes, np.ones(n, bool), np.arange(n), emb, cfg.duplicates, cfg.seed
-    )
-    _, sizes = np.unique(groups, return_counts=True)
-    return groups, {"near_duplicates": int(sizes[sizes > 1].sum()), "groups": len(sizes),
-                    "largest": int(sizes.max(initial=0)), "embedding_links": embedded > 0,
-                    "stranger_cosine": strangers}  # fmt: skip
 
 
 def train_probe(

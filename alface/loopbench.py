@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from alface.benchmark import BenchmarkError, embed_folder, label_schedule, make_split
+from alface.benchmark import BenchmarkError, label_schedule, make_split
 from alface.config import Config, to_dict
 from alface.curves import labels_to_reach
 from alface.datasets import load_dataset
 from alface.device import Devices
+from alface.features import embed_folder
 from alface.fsutil import write_file
 from alface.loopsim import Trainer, make_data, random_at, simulate_loop
 from alface.progress import ProgressFn

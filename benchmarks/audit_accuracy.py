@@ -2,7 +2,7 @@
 classifier outputs (no detection), over programmes of known group mix.
 
 Per seed: the labeled folder's faces (frozen backbone features, embedded once:
-:func:`alface.benchmark.embed_folder`) are split at random into a training set (``--train``,
+:func:`alface.features.embed_folder`) are split at random into a training set (``--train``,
 a fraction), a held-out calibration set (the largest of ``--calibration``; smaller sizes are
 its first faces) and the pool; a linear head is trained on the training set
 (:func:`alface.benchmark.train_probe`, the config's recipe). Each programme draws ``--faces``
@@ -33,10 +33,11 @@ import numpy as np
 from alface.audit.ppi import draw_gold_sample
 from alface.audit.programme import draw_faces, parse_mix
 from alface.audit.quantify import DEFAULT_THRESHOLD, audit_shares, choose_lead
-from alface.benchmark import embed_folder, predict_probs, sub_seed, train_probe
+from alface.benchmark import predict_probs, sub_seed, train_probe
 from alface.config import load_config
 from alface.datasets import load_dataset
 from alface.device import torch_device, trainer_kwargs
+from alface.features import embed_folder
 from alface.metrics import probs_metrics
 
 METHODS = ("raw", "acc", "pacc", "ppi", "classical")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alface.benchmark import embed_folder, predict_probs, sub_seed, train_probe
+from alface.benchmark import predict_probs, sub_seed, train_probe
 from alface.config import load_config
 from alface.datasets import load_dataset, split_test
 from alface.device import cpu_devices
+from alface.features import embed_folder
 from alface.metrics import probs_metrics
 
 

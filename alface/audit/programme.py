@@ -30,7 +30,7 @@ from PIL import Image, ImageOps
 
 from alface.audit.backgrounds import BACKGROUNDS, background
 from alface.errors import AlfaceError
-from alface.fsutil import write_file
+from alface.fsutil import atomic_path, write_file
 
 _ENTRY_SECONDS = 0.8  # an entering (leaving) face slides in (out) over this long
 
@@ -351,11 +351,10 @@ def write_programme(plan: Plan, out_path: str | Path) -> dict[str, Any]:
     import av
 
     out = Path(out_path)
-    tmp = out.with_name(out.name + ".partial")
     (w, h), fps = plan.spec.size, plan.spec.fps
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     frames = []
-    with av.open(str(tmp), "w", format="mp4") as container:
+    with atomic_path(out) as tmp, av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if codec == "libx264":
@@ -364,7 +363,6 @@ def write_programme(plan: Plan, out_path: str | Path) -> dict[str, Any]:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
             frames.append({"index": i, "time": round(i / fps, 4), "faces": faces})
         container.mux(stream.encode())
-    tmp.replace(out)
     truth = {
         "seed": plan.seed, "size": [w, h], "fps": fps, "n_frames": plan.n_frames,
         "classes": list(plan.classes), "mix": list(plan.mix),
