@@ -31,7 +31,7 @@ from alface.audit.plots import plot_shares, plot_timeline
 from alface.audit.quantify import DEFAULT_THRESHOLD
 from alface.audit.sample import SAMPLE_DIR, SAMPLE_JSON, Reservoir, read_gold, write_sample
 from alface.audit.summary import summary_markdown
-from alface.config import Config, PreprocessConfig
+from alface.config import Config, PreprocessConfig, TrackConfig
 from alface.deploy.predictor import Predictor
 from alface.errors import AlfaceError
 from alface.faces.crops import write_jpeg
@@ -127,7 +127,7 @@ def predict(
         gold_info = {"n": len(pos), "blank": blank, "file": str(gold), "drawn_from": len(table)}
     else:
         table, inputs, durations, sample = _scan(files, predictor, cfg.preprocess, o, device, out,
-                                                 progress, on_problem)  # fmt: skip
+                                                 progress, on_problem, cfg.tracks)  # fmt: skip
         gold_pair = None
     audit = audit_footage(table, classes, heldout, gold_pair, durations, threshold=o.threshold,
                           n_boot=o.n_boot, seed=o.seed, min_faces=o.min_faces)  # fmt: skip
@@ -162,12 +162,12 @@ def predict(
 def _scan(
     files: Sequence[Path], predictor: Predictor, pcfg: PreprocessConfig, o: PredictOptions,
     device: Any, out: Path, progress: ProgressFn | None,
-    on_problem: Callable[[Problem], None] | None,
+    on_problem: Callable[[Problem], None] | None, tcfg: TrackConfig | None = None,
 ) -> tuple[FaceTable, dict[str, Any], dict[str, float], Reservoir]:  # fmt: skip
     """Scan and classify every face, link the faces of each video into tracks, write
     faces.csv; the table, the scan's counts, the video durations and the random sample
     (``o.sample`` faces with their crops)."""
-    scan = Scan(files, pcfg, device, o.every_seconds, o.cropped, progress, on_problem)
+    scan = Scan(files, pcfg, device, o.every_seconds, o.cropped, progress, on_problem, tcfg)
     sample = Reservoir(o.sample, o.seed)
     rows: list[facefile.FaceRow] = []
     probs: list[np.ndarray] = [np.zeros((0, len(predictor.classes)))]
@@ -193,8 +193,7 @@ def _scan(
     if buffer:
         flush()
     sources = np.array([r.source for r in rows], dtype=object)
-    frames = np.array([-1 if r.frame is None else r.frame for r in rows], dtype=np.int64)
-    tracks = scan.track_ids(sources, frames, np.array([r.box for r in rows]).reshape(-1, 4))
+    tracks = scan.track_ids(sources)
     rows = [replace(r, track=int(k)) if k >= 0 else r for r, k in zip(rows, tracks, strict=True)]
     p = np.concatenate(probs)
     writer = facefile.FaceWriter(out / FACES_CSV, predictor.classes, o.threshold)

@@ -41,13 +41,12 @@ def test_tracks_are_unique_across_videos(tmp_path, example_photos):
     scan = Scan([a, b], PreprocessConfig(workers=0), "cpu")
     faces = [f for batch in scan for f in batch]
     sources = np.array([f.source for f in faces], dtype=object)
-    ids = scan.track_ids(sources, np.array([f.frame for f in faces]),
-                         np.array([f.box for f in faces]))  # fmt: skip
+    ids = scan.track_ids(sources)
     ta, tb = set(ids[sources == str(a)]), set(ids[sources == str(b)])
     assert len(faces) == 6 and min(ta | tb) == 0 and not ta & tb
     # one face per frame, boxes barely moving: each video's faces form one or two tracks
     assert len(ta) <= 2 and len(tb) <= 2 and (np.diff(ids[sources == str(b)]) >= 0).all()
-    photo = scan.track_ids(np.array(["x.jpg"], dtype=object), np.array([-1]), np.zeros((1, 4)))
+    photo = scan.track_ids(np.array(["x.jpg"], dtype=object))
     assert photo.tolist() == [-1]
 
 

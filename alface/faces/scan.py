@@ -8,7 +8,8 @@ pixels included) for the caller to classify. Videos are sampled in time, one fra
 ``every_seconds`` (frame index = time x the stream's average frame rate, so a variable frame
 rate gives approximate times), and each face stands for the seconds until the next sampled
 frame: its share of screen time. :meth:`Scan.track_ids` links the faces of each video into
-tracks afterwards (:mod:`alface.faces.tracks`: boxes, motion and shot cuts). A file that cannot be used is reported (``on_problem``) and
+tracks afterwards, as preprocess links them (:class:`alface.faces.tracking.VideoTracker`:
+boxes, appearance and shot cuts). A file that cannot be used is reported (``on_problem``) and
 counted; the scan goes on. The same content given twice is scanned once.
 
 On a CPU with ``workers`` > 0 and enough to detect, worker processes run MTCNN (one torch
@@ -48,7 +49,8 @@ from alface.faces.images import ImageError, decoding, detection_copy, load_image
 from alface.faces.pipeline import file_hash
 from alface.faces.report import Problem
 from alface.faces.scan_report import ScanReport
-from alface.faces.tracks import TrackConfig, detect_cuts, frame_signature, link_tracks
+from alface.faces.tracking import VideoTracker, appearance
+from alface.faces.tracks import TrackConfig
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.progress import ProgressFn
 
@@ -121,7 +123,10 @@ class Scan:
         cropped: bool = False,
         progress: ProgressFn | None = None,
         on_problem: Callable[[Problem], None] | None = None,
+        tracks: TrackConfig | None = None,
     ) -> None:
+        """``tracks``: how each video's faces are linked (the ``tracks:`` config section; as
+        preprocess links them, :class:`~alface.faces.tracking.VideoTracker`)."""
         if not every_seconds > 0:
             raise VideoError(f"every_seconds={every_seconds}: must be > 0")
         self.files, self.cfg, self.device = list(files), cfg, torch.device(device)
@@ -133,9 +138,9 @@ class Scan:
         self._detector: FaceDetector | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._planned: int | None = None
-        self._shots: dict[
-            str, tuple[int, list[int], list[np.ndarray]]
-        ] = {}  # video: step, frames, signatures
+        self.tracks = tracks or TrackConfig()
+        self._embed = appearance(self.tracks, self.device)
+        self._trackers: dict[str, VideoTracker] = {}  # per video, faces in the order yielded
 
     @property
     def parallel(self) -> bool:
@@ -287,16 +292,19 @@ class Scan:
         sampler = FrameSampler(path, every_n)
         held: list[FoundFace] = []
         faces_before = self.report.faces
-        step, sampled, signatures = self._shots.setdefault(str(path), (every_n, [], []))
+        tracker = self._trackers.setdefault(
+            str(path), VideoTracker(self.tracks, every_n, self._embed)
+        )
         try:
             for index, frame, faces in self._detect_frames(sampler):
-                sampled.append(index)
-                signatures.append(frame_signature(frame))
+                tracker.add_frame(index, frame)
                 if held:
                     yield held
                 where = dict(source=str(path), kind="video", frame=index, time=index / rate,
                              seconds=every_n / rate)  # fmt: skip
                 held = self._cut(frame, faces, **where)
+                tracker.add_faces([index] * len(held), [f.box for f in held],
+                                  [f.crop for f in held])  # fmt: skip
                 self.report.frames += 1
                 self.progress(1, status=self.report.status())
         except VideoError as e:
@@ -318,22 +326,19 @@ class Scan:
             self.report.broken.append(problem)
             self.on_problem(problem)
 
-    def track_ids(self, sources: np.ndarray, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(N,) track id of each face the scan found (-1 outside videos), unique in the run:
-        :func:`~alface.faces.tracks.link_tracks` on the boxes of each video, with its shot cuts
-        (:func:`~alface.faces.tracks.detect_cuts` over the sampled frames), no embeddings.
-
-        Args:
-            sources: (N,) input file of each face; frames: (N,) frame index; boxes: (N, 4).
-        """
-        cfg = TrackConfig()
+    def track_ids(self, sources: np.ndarray) -> np.ndarray:
+        """(N,) track id of each face the scan found (-1 outside videos), unique in the run,
+        for ``sources`` (N,), the input file of each face in the order the scan yielded them:
+        each video's faces linked as preprocess links them (boxes, appearance, shot cuts)."""
         out = np.full(len(sources), -1, dtype=np.int64)
-        for source, (step, sampled, signatures) in self._shots.items():
+        for source, tracker in self._trackers.items():
             rows = np.flatnonzero(sources == source)
             if not len(rows):
                 continue
-            cuts = detect_cuts(np.stack(signatures), np.array(sampled), cfg.cut_threshold)
-            ids = link_tracks(frames[rows].astype(np.int64), boxes[rows], None, cuts, cfg, step)
+            ids, why = tracker.assign_or_why()
+            if ids is None or len(ids) != len(rows):
+                log.warning("%s: faces not linked into tracks (%s)", source, why or "count")
+                continue
             out[rows] = ids + out.max() + 1
         return out
 
