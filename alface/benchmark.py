@@ -346,7 +346,7 @@ def write_benchmark(
 ) -> dict[str, Path]:
     """benchmark.json (every point), learning_curves.png (a panel per metric) and
     summary.md (a table per metric) in ``out_dir``; returns their paths by kind."""
-    from alface.report import plot_learning_curve_panels, write_json
+    from alface.plots import plot_learning_curve_panels, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,7 @@ def write_benchmark(
 
 def summary_text(result: BenchmarkResult, command: str | None = None) -> str:
     """Markdown: the command, the set-up and one summary table per metric."""
-    from alface.report import summary_markdown
+    from alface.plots import summary_markdown
 
     i = result.info
     lines = [f"`{command}`", ""] if command else []

@@ -5,6 +5,9 @@ the items gives a new key and a new file. A new file copies the rows it shares w
 older cache of the same size and decodes only the rest, so adding a pool costs the new crops
 only. Files are written under a temporary name and renamed; the two newest caches of a size
 are kept (a running command may still read the older one), older ones are removed.
+
+A forgotten face is blanked in every cache file (:func:`blank_rows`): its pixels are zeroed in
+place and its hash blanked in the meta file, so no later cache copies the row.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from PIL import Image
 
 from alface.errors import AlfaceError
 from alface.faces.images import to_rgb, upright
-from alface.fsutil import atomic_path
+from alface.fsutil import atomic_path, fsync_file
 from alface.progress import ProgressFn
 from alface.store import Store
 
@@ -150,6 +153,39 @@ class CropCache:
     def images(self, rows: np.ndarray | list[int]) -> np.ndarray:
         """Crops at ``rows``: uint8 (B, S, S, 3), a copy."""
         return np.asarray(self.array[np.asarray(rows, dtype=np.int64)])
+
+
+def blank_rows(folder: Path, ids: np.ndarray | list[int]) -> int:
+    """Zero the crops of ``ids`` in every cache file in ``folder`` (the older copies too) and
+    blank their hashes; a cache file whose rows cannot be known is removed. Returns the rows
+    blanked. Only under the work dir's lock (a reader may map the file)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    blanked = 0
+    for data in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
+        meta = _meta_path(data)
+        try:
+            with np.load(meta, allow_pickle=False) as m:
+                cached, hashes, size = m["ids"], m["hashes"].copy(), int(m["size"])
+            arr = np.load(data, mmap_mode="r+")
+        except (OSError, ValueError, KeyError):
+            data.unlink(missing_ok=True)  # incomplete or damaged: rebuilt when needed
+            meta.unlink(missing_ok=True)
+            continue
+        rows = np.flatnonzero(np.isin(cached, ids) & (hashes != ""))
+        if len(rows) and arr.shape[0] == len(cached):
+            arr[rows] = 0
+            arr.flush()
+            del arr
+            fsync_file(data)
+            hashes[rows] = ""
+            with atomic_path(meta) as tmp:
+                np.savez(tmp, ids=cached, hashes=hashes, size=np.int64(size))
+            blanked += len(rows)
+        elif len(rows):  # rows that do not match the ids: no telling where the faces are
+            del arr
+            data.unlink()
+            meta.unlink(missing_ok=True)
+    return blanked
 
 
 def _meta_path(path: Path) -> Path:

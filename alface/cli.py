@@ -20,6 +20,7 @@ from alface import __version__
 from alface.commands.common import OVERRIDE
 from alface.device import FAISS_MISSING
 from alface.errors import AlfaceError, one_line, os_error_line
+from alface.fsutil import make_private
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
@@ -36,6 +37,7 @@ COMMANDS = {
     "label": "alface.commands.label",
     "check": "alface.commands.check",
     "pool": "alface.commands.pool",
+    "forget": "alface.commands.forget",
     "benchmark": "alface.commands.benchmark",
     "demo": "alface.commands.demo",
     "predict": "alface.commands.predict",
@@ -97,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose, args.quiet)
+    make_private()  # faces are biometric data: what alface writes is its user's alone
     try:
         return int(args._run(args) or 0)
     except AlfaceError as e:

@@ -231,6 +231,7 @@ RULES: dict[str, Rule] = {
         lambda v: len(v) >= 1 and all(_num(x) and x > 0 for x in v),
         "a non-empty list of shares > 0",
     ),  # fmt: skip
+    "privacy.retention_days": optional(within(0, math.inf, low_open=True)),
 }
 
 

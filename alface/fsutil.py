@@ -11,6 +11,11 @@ swapped: a journal ``.NAME.swap`` is written beside it, the target moves aside t
 between those renames leaves the journal, and :func:`recover_swaps` (run when a work dir is
 opened for writing) finishes the swap: the new folder when it is complete, which the journal
 proves, else the old one back.
+
+Everything alface writes is private to the user who runs it (faces are biometric data): a
+process that opens a work dir for writing calls :func:`make_private`, whose umask makes every
+file it creates 0600 and every folder 0700, whoever creates them (numpy, Pillow, SQLite,
+Lightning); ``alface status`` warns when a work dir has been opened up since.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ from pathlib import Path
 from alface.failpoints import failpoint
 
 PARTIAL, OLD = ".partial", ".old"
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+PRIVATE_UMASK = 0o077  # no bit for the group or others
+
+
+def make_private() -> int:
+    """Make the files and folders this process creates from now on private (0600 / 0700): the
+    umask gains the group and other bits (stricter bits already set are kept). Process-wide,
+    like every umask. Returns the umask it replaced."""
+    old = os.umask(PRIVATE_UMASK)
+    os.umask(old | PRIVATE_UMASK)
+    return old
+
+
+def make_dir_private(path: str | Path) -> None:
+    """Take the group's and others' access away from a folder alface owns (the work dir)."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & ~PRIVATE_DIR:
+        path.chmod(mode & PRIVATE_DIR)
 
 
 def fsync_dir(path: Path) -> None:

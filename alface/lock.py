@@ -68,7 +68,7 @@ def acquire(root: str | Path, command: str, wait: bool = False) -> None:
         _held[key][1] += 1
         return
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
         if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise LockError(

@@ -241,7 +241,7 @@ def loop_text(result: LoopBenchmark, command: str | None = None) -> str:
 def plot_loop(result: LoopBenchmark, path: Path) -> Path:
     """Test metric vs labels spent: every loop model (one line per seed and rule) over random's
     mean curve (±1 std) and the ceiling; one panel per metric."""
-    from alface.report import _figure, _save
+    from alface.plots import _figure, _save
 
     metrics = list(result.summary)
     fig = _figure(6.5 * len(metrics), 4.5)
@@ -275,7 +275,7 @@ def write_loop_benchmark(
     result: LoopBenchmark, out_dir: str | Path, command: str | None = None
 ) -> dict[str, Path]:
     """loop.json (every point), loop.png and loop_summary.md in ``out_dir``."""
-    from alface.report import write_json
+    from alface.plots import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

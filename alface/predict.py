@@ -35,11 +35,11 @@ from alface.config import Config, PreprocessConfig, TrackConfig
 from alface.deploy.predictor import Predictor
 from alface.errors import AlfaceError
 from alface.faces.crops import write_jpeg
-from alface.faces.report import Problem
+from alface.faces.preprocess_report import Problem
 from alface.faces.scan import FoundFace, Scan
 from alface.fsutil import write_file
+from alface.plots import write_json
 from alface.progress import ProgressFn
-from alface.report import write_json
 
 FACES_CSV, SUMMARY_JSON, SUMMARY_MD, PLOTS_DIR, CROPS_DIR = (
     "faces.csv", "summary.json", "summary.md", "plots", "crops",
@@ -104,7 +104,7 @@ def predict(
     """Scan ``files``, classify, audit and write the run into ``out_dir``.
 
     Args:
-        files: input files (:func:`~alface.faces.pipeline.collect_inputs`).
+        files: input files (:func:`~alface.faces.inputs.collect_inputs`).
         predictor: the model; ``model`` describes it (source, backbone, classes, key).
         cfg: preprocess settings (``cfg.preprocess``), the label set and guidelines (the sample).
         heldout: (probabilities (M, K), labels (M,)) of held-out labeled faces, or None;

@@ -2,7 +2,9 @@
 
 Writing commands open it with ``write=True`` (the default): they take its lock
 (:mod:`alface.lock`; under DDP only global rank 0 does), finish any folder swap a killed command
-left half done and clear its temporary files (:mod:`alface.fsutil`). Reading commands open it
+left half done and clear its temporary files (:mod:`alface.fsutil`), and everything they write
+is private to their user (0600 files, 0700 folders: :func:`alface.fsutil.make_private`); a
+forget that was cut short is finished first (:mod:`alface.privacy.forget`). Reading commands open it
 with ``write=False``: no lock, and the store read-only, so they work beside a writer and on a
 work dir they cannot write to.
 """
@@ -15,12 +17,13 @@ from pathlib import Path
 
 from alface import lock
 from alface.config import Config, ConfigError, dump_config, load_config
-from alface.fsutil import recover_swaps, remove_leftovers
+from alface.fsutil import make_dir_private, make_private, recover_swaps, remove_leftovers
 from alface.store import DB_NAME, Store
 
 CONFIG_NAME = "config.yaml"
+PENDING_KEY = "forget_pending"  # meta: files of a forget still to remove (alface.privacy.forget)
 # Folders whose files and folders alface replaces whole (see alface.fsutil).
-WRITTEN_DIRS = ("scores", "models", "batches", "cache", "reports")
+WRITTEN_DIRS = ("scores", "models", "batches", "cache", "reports", "labeling")
 
 
 @dataclass
@@ -41,7 +44,9 @@ class Workdir:
             raise ConfigError(f"{root} is a file, not a folder: give a new folder for the work dir")
         if (root / DB_NAME).exists():
             raise ConfigError(f"{root} is already an alface work directory")
+        make_private()
         root.mkdir(parents=True, exist_ok=True)
+        make_dir_private(root)  # also a folder that was there, empty, before
         lock.acquire(root, command)
         try:
             if (root / DB_NAME).exists():  # made by a command that held the lock a moment ago
@@ -78,6 +83,8 @@ class Workdir:
         locked = (
             write and lock_dir and is_global_zero()
         )  # DDP: the other ranks are the same command
+        if write:
+            make_private()
         if locked:
             lock.acquire(root, command, wait)
         try:
@@ -89,7 +96,16 @@ class Workdir:
             if locked:
                 lock.release(root)
             raise
-        return cls(root, cfg, store, locked, tuple(overrides))
+        wd = cls(root, cfg, store, locked, tuple(overrides))
+        if locked and wd.store.get_meta(PENDING_KEY) is not None:
+            from alface.privacy.forget import finish_pending
+
+            try:  # a forget was cut short: no command goes on before it is done
+                finish_pending(wd)
+            except BaseException:
+                wd.close()
+                raise
+        return wd
 
     def path(self, *parts: str, mkdir: bool = False) -> Path:
         """A path inside WORKDIR (its folder created when ``mkdir``)."""

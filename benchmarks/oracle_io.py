@@ -20,7 +20,7 @@ from alface.config import Config, DatasetConfig
 from alface.curves import Curve, summary_table
 from alface.datasets import digits_folder, load_dataset, split_test, write_labels_csv
 from alface.oracle import Oracle
-from alface.report import iteration_report, plot_learning_curves
+from alface.plots import iteration_report, plot_learning_curves
 from alface.store import NewItem
 from alface.workdir import Workdir
 

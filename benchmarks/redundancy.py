@@ -58,7 +58,7 @@ from alface.faces.variants import redundant_pool
 from alface.grouping import duplicate_links
 from alface.metrics import probs_metrics
 from alface.model import build_model
-from alface.report import write_json
+from alface.plots import write_json
 from alface.splits import in_val
 from alface.training import seeded
 

@@ -70,6 +70,7 @@ BAD = {
     "tracks.cut_threshold": ["0"], "tracks.propagate": ["maybe"], "duplicates.hash": ["md5"],
     "duplicates.max_distance": ["64"], "duplicates.min_cosine": ["1.5"],
     "duplicates.neighbours": ["0"],
+    "privacy.retention_days": ["0", "-30", "forever"],
 }  # fmt: skip
 CASES = [(key, value) for key, values in BAD.items() for value in values]
 

@@ -54,7 +54,9 @@ def test_batch_csv_and_pairs(wd, tmp_path):
     entries = _entries(wd)
     out = write_batch(tmp_path / "b", wd.store, entries, wd.cfg, batch_id=4)
     assert set(out) == {"batch.csv", "pairs.csv", "tasks.json", "pairs.json", "label_config.xml",
-                        "sheet.png"}  # fmt: skip
+                        "sheet.png", "label_studio.env"}  # fmt: skip
+    env = out["label_studio.env"].read_text()
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={wd.root.resolve()}\n" in env
     assert not list((tmp_path / "b").glob("*.tmp"))
     with out["batch.csv"].open(newline="") as f:
         rows = list(csv.DictReader(f))

@@ -168,7 +168,12 @@ def test_export_matches_the_checkpoint_and_predicts_without_the_work_dir(run1, f
     assert card["training_labels"] == {c: train_counts.get(c, 0) for c in CLASSES}
     assert card["training_crops"] == {"of unknown origin": sum(train_counts.values())}
     assert "perceived" in card["labels"] and card["intended_use"]
-    assert "precision" in (exp / "model_card.md").read_text()
+    assert card["source_terms"] == [
+        {"terms": None, "sources": 0, "faces": sum(train_counts.values())}
+    ]
+    assert card["forgotten"] == 0
+    text = (exp / "model_card.md").read_text()
+    assert "precision" in text and "## Source terms" in text and "Caution" not in text
 
     if fmt != "torchscript":
         return  # running from an export alone: once is enough
@@ -181,6 +186,25 @@ def test_export_matches_the_checkpoint_and_predicts_without_the_work_dir(run1, f
         assert all(abs(float(a[f"p_{c}"]) - float(b[f"p_{c}"])) <= 1e-4 for c in CLASSES)
     s = json.loads((out / "summary.json").read_text())
     assert s["heldout"]["n"] == len(held.ids)  # carried by the export
+
+
+def test_a_model_trained_on_forgotten_faces_is_exported_only_when_allowed(run1, tmp_path, capsys):
+    root = tmp_path / "wd"
+    shutil.copytree(run1["root"], root)
+    with Workdir.open(root) as wd:
+        uid = wd.store.items.get([int(wd.store.items.ids("train")[0])])[0].uid
+    assert main(["forget", str(root), "--item", uid]) == 0
+    capsys.readouterr()
+    assert main(["export", str(root), "--out", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "forgotten" in err and "retrain" in err
+    assert not (tmp_path / "exp").exists()
+    assert main(["export", str(root), "--out", str(tmp_path / "exp"), "--allow-forgotten"]) == 0
+    assert read_card(tmp_path / "exp")["forgotten"] == 1
+    assert (
+        "1 of the faces this model was trained on were forgotten"
+        in (tmp_path / "exp" / "model_card.md").read_text()
+    )
 
 
 def test_bad_inputs_are_one_line_each_and_counted(tmp_path, example_photos, capsys):

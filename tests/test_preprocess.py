@@ -15,8 +15,9 @@ from alface.cli import main
 from alface.commands.preprocess import split_inputs
 from alface.config import Config, PreprocessConfig
 from alface.device import _say
-from alface.faces.pipeline import PreprocessError, check_config, collect_inputs, preprocess
-from alface.faces.report import Problem
+from alface.faces.inputs import PreprocessError, collect_inputs
+from alface.faces.pipeline import check_config, preprocess
+from alface.faces.preprocess_report import Problem
 from alface.store import Store
 from alface.workdir import Workdir
 

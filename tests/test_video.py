@@ -13,7 +13,8 @@ from PIL import Image
 
 from alface.config import Config, PreprocessConfig, TrackConfig
 from alface.faces.duplicates import hamming, perceptual_hash
-from alface.faces.pipeline import collect_inputs, preprocess
+from alface.faces.inputs import collect_inputs
+from alface.faces.pipeline import preprocess
 from alface.faces.tracking import VideoTracker
 from alface.workdir import Workdir
 

@@ -428,3 +428,18 @@ def test_two_annotators_and_the_loop_at_once_lose_and_double_no_label(tmp_path):
     assert polls[-1] == "closed" and set(polls[:-1]) == {"labels"} and len(polls) > 3
     assert store.runs.open_batches() == [] and len(store.labels.resolved()) == n
     store.close()
+
+
+def test_a_face_forgotten_while_the_page_runs_is_gone_from_it(page, capsys):
+    """The page runs beside other commands: a forget (which takes the work dir's lock, as the
+    page does not) removes the face from its queue and its pictures at once."""
+    root, ids = page
+    with _client(root) as c:
+        html = _sign_in(c, "alice")
+        first = shown_item(html)
+        assert c.get(f"/img/{first}/face").status_code == 200
+        uid = Workdir.open(root, write=False).store.items.get([int(first)])[0].uid
+        assert main(["forget", str(root), "--item", uid, "--from-open-batches"]) == 0
+        assert c.get(f"/img/{first}/face").status_code == 404
+        r = c.get("/label")
+        assert r.status_code == 200 and shown_item(r.text) != first

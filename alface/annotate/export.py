@@ -5,6 +5,13 @@ Pair annotation: items sent to two annotators (``annotators == 2``) are in batch
 tasks.json (for annotator A, who labels everything) and also in pairs.csv and pairs.json (for
 annotator B, who labels only those, in a separate copy or project, so the two labels are
 independent). Every file is written under a temporary name and renamed.
+
+Privacy (docs/PRIVACY.md): the files hold references to crops, never copies, and the contact
+sheet thumbnails of ``annotate.sheet_thumb`` px. Label Studio's local-files server serves the
+work dir only: a registered crop outside it (``preprocess --cropped``, perhaps a full-size
+photo with its EXIF location) is shown from a copy in WORKDIR/labeling/, cut down to
+``preprocess.crop_size`` px and without metadata (``alface forget`` removes it). When faces of
+the batch were collected under recorded terms, terms.md lists them.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import csv
 import io
 import json
 import math
+import shlex
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,16 +29,18 @@ from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+from PIL import Image
 
 from alface.annotate import AnnotationError
 from alface.annotate.cells import escape_cell
-from alface.annotate.outdir import write_whole
+from alface.annotate.outdir import LABELING_DIR, write_whole
 from alface.annotate.sheet import Group, contact_sheet
 from alface.config import CONFIG_ROOT, Config
 from alface.fsutil import copy_file, write_file
 from alface.store import Item, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
+LS_ENV = "label_studio.env"
 FROM_NAME, TO_NAME = "label", "image"  # the Choices and Image tag names in label_config.xml
 BATCH_COLUMNS = ("n", "item", "label", "annotator", "predicted", "entropy", "cluster", "reason",
                  "annotators", "track", "crop_path")  # fmt: skip
@@ -83,6 +93,9 @@ def write_batch(
     ]
     paired = [i for i, r in enumerate(records) if r["annotators"] == 2]
     sheet = _cluster_groups(store, records, rows)
+    terms = _terms_text(store, [r.id for r in rows])
+    if image_root_url is None:
+        labeling_copies(store, rows, cfg)
 
     def write(folder: Path) -> dict[str, Path]:
         out = {
@@ -93,7 +106,8 @@ def write_batch(
             pairs = [records[i] for i in paired]
             out["pairs.csv"] = _write_csv(folder / "pairs.csv", columns, pairs)
             out["pairs.json"] = _write_json(folder / "pairs.json", [tasks[i] for i in paired])
-        return out | _write_common(folder, cfg, sheet, guidelines)
+        env = None if image_root_url is not None else store.root
+        return out | _write_common(folder, cfg, sheet, guidelines, terms=terms, env=env)
 
     return write_whole(out_dir, write, store.root, {"batch": int(batch_id)})
 
@@ -143,7 +157,11 @@ def write_review(
             by_item[a.item_id].append((a.annotator, a.label))
     records, tasks = [], []
     groups: dict[str, list[tuple[Path, str]]] = defaultdict(list)
-    for n, row in enumerate(store.items.get(ids), start=1):
+    items = store.items.get(ids)
+    terms = _terms_text(store, ids)
+    if image_root_url is None:
+        labeling_copies(store, items, cfg)
+    for n, row in enumerate(items, start=1):
         labels = by_item[row.id]
         shown = "; ".join(f"{who}={lab}" for who, lab in labels)
         records.append({
@@ -162,7 +180,10 @@ def write_review(
             "review.csv": _write_csv(folder / "review.csv", REVIEW_COLUMNS, records),
             "review_tasks.json": _write_json(folder / "review_tasks.json", tasks),
         }
-        return out | _write_common(folder, cfg, sorted(groups.items()), guidelines, review=True)
+        env = None if image_root_url is not None else store.root
+        return out | _write_common(
+            folder, cfg, sorted(groups.items()), guidelines, review=True, terms=terms, env=env
+        )
 
     return write_whole(out_dir, write, store.root)
 
@@ -173,8 +194,12 @@ def _write_common(
     groups: Sequence[Group],
     guidelines: Path | None,
     review: bool = False,
+    terms: str | None = None,
+    env: Path | None = None,
 ) -> dict[str, Path]:
-    """label_config.xml, sheet.png (one header per group, with its size) and guidelines.md."""
+    """label_config.xml, sheet.png (one header per group, with its size), guidelines.md,
+    terms.md (when there are terms) and label_studio.env (Label Studio's local-files settings
+    for work dir ``env``, when the tasks point at them)."""
     groups = [(f"{head} · {len(faces)} faces", faces) for head, faces in groups]
     config = label_config(cfg, review)
     out = {
@@ -183,7 +208,60 @@ def _write_common(
     }
     if guidelines is not None:
         out["guidelines.md"] = copy_file(guidelines, out_dir / "guidelines.md")
+    if terms is not None:
+        out["terms.md"] = write_file(out_dir / "terms.md", terms)
+    if env is not None:
+        out[LS_ENV] = write_file(out_dir / LS_ENV, label_studio_env(env))
     return out
+
+
+def label_studio_env(root: Path) -> str:
+    """The settings Label Studio's local-files server needs for the tasks of work dir ``root``:
+    its document root is the work dir, and only it (never /: see docs/PRIVACY.md)."""
+    return (
+        "# Label Studio's local files for this batch: the work dir, and nothing else (never /).\n"
+        "# set -a; . ./label_studio.env; set +a; label-studio start   (docs/LABELING.md)\n"
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true\n"
+        f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={shlex.quote(str(Path(root).resolve()))}\n"
+        "LATEST_VERSION_CHECK=false\n"
+    )
+
+
+def _terms_text(store: Store, ids: Sequence[int]) -> str | None:
+    """terms.md: the terms the faces ``ids`` were collected under, or None when none are
+    recorded for any of them."""
+    from alface.privacy.terms import terms_summary
+
+    summary = terms_summary(store, ids)
+    if all(s["terms"] is None for s in summary):
+        return None
+    lines = ["# Terms these faces were collected under", ""]
+    for s in summary:
+        lines += [f"## {s['faces']} face(s) from {s['sources']} file(s)", "",
+                  s["terms"] or "No terms recorded: ask before using these faces.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def labeling_copies(store: Store, rows: Sequence[Item], cfg: Config) -> None:
+    """For the crops of ``rows`` outside the work dir, the copies Label Studio shows
+    (WORKDIR/labeling/UID.jpg: at most ``preprocess.crop_size`` px, no metadata); a copy
+    already there is kept, a crop that cannot be read is skipped (the task shows nothing)."""
+    from alface.faces.crops import write_jpeg
+    from alface.faces.images import ImageError, load_image
+
+    size = cfg.preprocess.crop_size
+    for row in rows:
+        if not Path(row.crop_path).is_absolute():
+            continue
+        dst = store.root / LABELING_DIR / f"{row.uid}.jpg"
+        if dst.exists():
+            continue
+        try:
+            img = load_image(Path(row.crop_path), cfg.preprocess.max_megapixels)
+        except (ImageError, OSError):
+            continue
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        write_jpeg(np.asarray(img.convert("RGB")), dst, cfg.preprocess.jpeg_quality)
 
 
 def _task(
@@ -244,13 +322,15 @@ def label_config(cfg: Config, review: bool = False) -> str:
 
 def image_url(store: Store, row: Item, image_root_url: str | None = None) -> str:
     """The URL Label Studio shows for a crop: ``image_root_url`` (default: Label Studio's
-    local files, with the document root at WORKDIR) + the crop path relative to WORKDIR
-    (absolute, without its leading /, for a crop outside WORKDIR)."""
+    local files, with the document root at WORKDIR, never /) + the crop path relative to
+    WORKDIR; a crop outside WORKDIR is shown from its copy in WORKDIR/labeling/ (see
+    :func:`labeling_copies`), or by its absolute path under another ``image_root_url``."""
     path = row.crop_file(store.root)
     try:
         rel = path.resolve().relative_to(store.root.resolve()).as_posix()
     except ValueError:
-        rel = path.resolve().as_posix().lstrip("/")
+        rel = (f"{LABELING_DIR}/{row.uid}.jpg" if image_root_url is None
+               else path.resolve().as_posix().lstrip("/"))  # fmt: skip
     return (LOCAL_FILES_URL if image_root_url is None else image_root_url) + quote(rel, safe="/")
 
 

@@ -24,7 +24,8 @@ from alface.fsutil import partial_dir, replace_dir, write_file
 from alface.store import Store
 
 MARKER = ".alface-batch.json"
-WORKDIR_FOLDERS = ("crops", "models", "scores", "cache", "reports")
+LABELING_DIR = "labeling"  # Label Studio's copies of crops outside the work dir (export.py)
+WORKDIR_FOLDERS = ("crops", "models", "scores", "cache", "reports", LABELING_DIR)
 
 
 def _abs(path: str | Path, root: Path) -> Path:

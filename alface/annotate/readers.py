@@ -12,11 +12,13 @@ import csv
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from alface.annotate import AnnotationError
 from alface.annotate.cells import unescape_cell
+from alface.annotate.outdir import LABELING_DIR
 from alface.annotate.record import LabelRow, RowProblem
 from alface.classes import UNUSABLE
 
@@ -175,6 +177,9 @@ def task_item(data: dict[str, Any]) -> tuple[str, str | None]:
     if "d" not in query:
         return image, None
     path = query["d"][0]
+    name = Path(path)
+    if len(name.parts) == 2 and name.parts[0] == LABELING_DIR:  # a copy of a crop outside it
+        return name.stem, None
     return path, (None if path.startswith("/") else "/" + path)
 
 

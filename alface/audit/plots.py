@@ -1,7 +1,7 @@
 """Figures of an audit: group shares with their 95 % intervals (raw vs corrected), and for each
 video a timeline (each group's share of the faces on screen, per minute, stacked).
 
-Matplotlib through its Agg canvas, as :mod:`alface.report` draws; files written under a
+Matplotlib through its Agg canvas, as :mod:`alface.plots` draws; files written under a
 temporary name and renamed.
 """
 

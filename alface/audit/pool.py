@@ -55,6 +55,11 @@ def pool_audit(
         return None
     if not len(ids) or probs.shape != (len(ids), len(classes)):
         return None
+    kept = np.asarray(probs).any(axis=1)  # rows of forgotten faces are blanked (alface forget)
+    if not kept.all():
+        ids, probs = ids[kept], np.asarray(probs)[kept]
+    if not len(ids):
+        return None
     labels = representative_labels(store, scoring, classes)
     labeled = np.array(sorted(i for i in labels if i in set(ids.tolist())), np.int64)
     pos = np.searchsorted(ids, labeled)

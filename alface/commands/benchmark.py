@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from alface.config import load_config
     from alface.device import resolve_devices
     from alface.loopbench import loop_markdown, run_loop_benchmark, write_loop_benchmark
+    from alface.plots import summary_markdown
     from alface.progress import progress_bar
-    from alface.report import summary_markdown
 
     cfg = load_config(Path(args.config), args.overrides or ())
     mode = getattr(args, "mode", "curves")

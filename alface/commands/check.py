@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alface.errors import one_line
-    from alface.faces.report import path_text
+    from alface.faces.preprocess_report import path_text
     from alface.missing import bring_back, find_missing, set_aside
 
     with open_workdir(args, write=args.fix) as wd:

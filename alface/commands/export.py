@@ -20,11 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"),
                         help="torchscript (default) or onnx (needs alface[onnx])")  # fmt: skip
     parser.add_argument("--model", type=int, metavar="N", help="model id (default: the latest)")
+    parser.add_argument("--allow-forgotten", action="store_true",
+                        help="export a model trained on faces forgotten since (alface forget); "
+                        "the card says so")  # fmt: skip
     add_overrides(parser)
     parser.epilog = (
         "The folder holds the model, model_card.md and model_card.json (classes, input size, "
         "normalisation, per-class precision/recall/F1 on held-out faces, training label counts, "
-        "intended use) and heldout.npz (the held-out faces' probabilities and labels, with which "
+        "intended use, the terms its training faces were collected under) and heldout.npz (the held-out faces' probabilities and labels, with which "
         "`alface predict --model DIR` corrects its counts without the work dir). The export is "
         "checked against the checkpoint (probabilities within 1e-4) before it is written."
     )
@@ -51,12 +54,19 @@ def run(args: argparse.Namespace) -> int:
     from alface.deploy.predictor import CheckpointPredictor
     from alface.model import load_model
     from alface.predict import PredictError
+    from alface.privacy.terms import terms_summary
 
     with open_workdir(args) as wd:
         runs = wd.store.runs
         record = runs.latest_model() if args.model is None else runs.model(args.model)
         if record is None:
             raise PredictError("the work dir has no trained model yet: run `alface train` first")
+        if record.forgotten and not args.allow_forgotten:
+            raise PredictError(
+                f"model {record.id} was trained on {record.forgotten} face(s) forgotten since "
+                "(alface forget): retrain it (alface train) and export the new model, or pass "
+                "--allow-forgotten to export it anyway"
+            )
         model = load_model(wd.root / record.path)
         classes = list(model.classes)
         held = held_out_faces(wd.store, classes)
@@ -76,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             heldout=heldout, heldout_note=held.describe(classes),
             training_labels=wd.store.labels.class_counts("train"),
             training_crops=_crop_kinds(wd.store),
+            source_terms=terms_summary(wd.store, wd.store.items.ids("train").tolist()),
+            forgotten=record.forgotten,
             files=export_files(args.format, heldout is not None),
         )  # fmt: skip
         files = export_model(model, args.out, card, heldout, check)

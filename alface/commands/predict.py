@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, inputs: list[str], wd: Workdir | None) -> int:
     from alface.device import torch_device
-    from alface.faces.pipeline import check_config, collect_inputs
+    from alface.faces.inputs import collect_inputs
+    from alface.faces.pipeline import check_config
     from alface.faces.scan import planned_steps
     from alface.predict import PredictError, PredictOptions, predict
     from alface.progress import progress_bar

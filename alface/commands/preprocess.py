@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from alface.commands.common import OVERRIDE, add_workdir, open_workdir
 from alface.config import DatasetConfig
-from alface.faces.report import Problem, path_text
+from alface.faces.preprocess_report import Problem, path_text
 
 if TYPE_CHECKING:
     from alface.store import Store
@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the images are face crops already (e.g. UTKFace chips): no detection, each readable "
         "image joins the pool as it is, by its absolute path. Also on when every INPUT lies in "
         "dataset.root and dataset.cropped is true",
+    )  # fmt: skip
+    parser.add_argument(
+        "--source-terms", metavar="TEXT|FILE",
+        help="the terms these inputs were collected under (a licence, a consent reference, "
+        "or a file holding them): recorded for each input file, carried into model cards; "
+        "see docs/PRIVACY.md",
     )  # fmt: skip
     parser.epilog = (
         "Each file that cannot be used is reported on one line; the run goes on. Exit code 0: "
@@ -62,23 +68,24 @@ def dataset_cropped(dataset: DatasetConfig, inputs: list[str]) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from alface.device import torch_device
-    from alface.faces.pipeline import (
-        PreprocessError,
-        collect_inputs,
-        end_run,
-        preprocess,
-        run_pool,
-    )
+    from alface.faces.inputs import PreprocessError, collect_inputs
+    from alface.faces.pipeline import end_run, preprocess, run_pool
     from alface.faces.register import register_crops
+    from alface.privacy.terms import read_terms
     from alface.progress import progress_bar
 
     inputs, args.overrides = split_inputs(args.inputs)
     if args.every_n_frames is not None:
         args.overrides.append(f"preprocess.every_n_frames={args.every_n_frames}")
+    terms = None if args.source_terms is None else read_terms(args.source_terms)
     with open_workdir(args) as wd:
         if not inputs:
             raise PreprocessError("no INPUT given: name image files, folders or videos")
         files = collect_inputs(inputs, exclude=wd.root)
+        terms_id = None
+        if terms is not None:
+            with wd.store.transaction("preprocess"):
+                terms_id = wd.store.privacy.add_terms(terms)
         cropped = args.cropped or dataset_cropped(wd.cfg.dataset, inputs)
         if cropped and not args.cropped:
             print("dataset.cropped: the inputs lie in dataset.root; registering them as crops")
@@ -88,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar("preprocess", total=len(files)) as advance:
             if cropped:
                 report = register_crops(wd.store, files, advance, _say, cfg.max_megapixels, pool,
-                                        wd.cfg.duplicates.hash)  # fmt: skip
+                                        wd.cfg.duplicates.hash, terms_id)  # fmt: skip
             else:
                 report = preprocess(wd.store, files, cfg, device, advance, _say, pool,
-                                    wd.cfg.tracks, wd.cfg.duplicates.hash)  # fmt: skip
+                                    wd.cfg.tracks, wd.cfg.duplicates.hash, terms_id)  # fmt: skip
         end_run(wd.store)
         scrapped = _scrapped(wd.store, files)
     for line in report.summary():

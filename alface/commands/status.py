@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 HELP = (
     "round, split sizes, class balance, tracks and near-duplicates, metrics, stop reasons, "
-    "agreement and review queue"
+    "agreement and review queue, privacy (permissions, retention, models to retrain)"
 )
 
 
@@ -79,6 +79,9 @@ def collect(store: Store, cfg: Config) -> dict[str, Any]:
         pass
     else:
         summary["agreement"] = summarize(store, cfg)
+    from alface.privacy.status import privacy_status
+
+    summary["privacy"] = privacy_status(store, cfg)
     return summary
 
 
@@ -200,9 +203,13 @@ def render(summary: dict[str, Any]) -> None:
                      f"{pool['lead']}, {pool['n_gold']} itval labels): {shares}")  # fmt: skip
         lines.append(f"  {pool['notes'][0]}")
     lines += _agreement_lines(summary)
+    from alface.privacy.status import privacy_lines
+
+    lines += privacy_lines(summary["privacy"])
     for line in lines:
         console.print(line, highlight=False, markup=False)
-    for w in (summary.get("agreement") or {}).get("warnings", []):
+    warnings = (summary.get("agreement") or {}).get("warnings", [])
+    for w in [*warnings, *summary["privacy"]["warnings"]]:
         console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from alface import __version__
+from alface.privacy.terms import terms_markdown
 
 INTENDED_USE = (
     "Measuring the representation of perceived groups in footage (share of faces and of screen "
@@ -35,6 +36,11 @@ CROP_WARNING = (
     "other faces at predict time: on a synthetic programme, a UTKFace model trained on the "
     "chips as given counted 13 % of the faces White where 71 % were (docs/BENCHMARKS.md). "
     "Prefer crops cut by `alface preprocess` from footage like the footage to audit."
+)
+FORGOTTEN_WARNING = (
+    "**Caution:** {n} of the faces this model was trained on were forgotten since "
+    "(`alface forget`): its weights still derive from them. Retrain it (`alface train`) and "
+    "export the new model; this one was exported with `--allow-forgotten`."
 )
 INPUT_LAYOUT = "float32 (B, 3, S, S), RGB, pixel values 0..255 (the graph normalises them)"
 RESIZE = "each face crop resized whole to S x S, bilinear (Pillow), no further crop"
@@ -85,6 +91,8 @@ def build_card(
     training_labels: Mapping[str, int],
     files: Mapping[str, str],
     training_crops: Mapping[str, int] | None = None,
+    source_terms: Sequence[Mapping[str, Any]] = (),
+    forgotten: int = 0,
 ) -> dict[str, Any]:
     """The model card as plain data (``model_card.json``)."""
     perf = None
@@ -102,6 +110,7 @@ def build_card(
         "heldout": {"note": heldout_note, "metrics": perf},
         "training_labels": {c: int(training_labels.get(c, 0)) for c in classes},
         "training_crops": dict(training_crops or {}),
+        "source_terms": [dict(t) for t in source_terms], "forgotten": int(forgotten),
         "intended_use": INTENDED_USE, "labels": PERCEIVED, "files": dict(files),
     }  # fmt: skip
 
@@ -149,6 +158,9 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         lines += ["Training crops: " + ", ".join(f"{n} {k}" for k, n in crops.items()) + ".", ""]
     if crops.get(GIVEN):
         lines += [CROP_WARNING, ""]
+    lines += terms_markdown(card.get("source_terms", []))
+    if card.get("forgotten"):
+        lines += [FORGOTTEN_WARNING.format(n=card["forgotten"]), ""]
     if card.get("check"):
         lines += [f"Checked at export: {card['check']}", ""]
     return "\n".join(lines)

@@ -130,21 +130,48 @@ def start_detect_worker() -> None:
     _worker_detector = FaceDetector("cpu")
 
 
+def detect_one(detector: FaceDetector, det: np.ndarray, min_size: float) -> list[Face] | str:
+    """MTCNN on one detection copy: its faces (copy pixels), or the error text where it failed."""
+    try:
+        return detector.detect(det[None], min_size)[0]
+    except RuntimeError as e:  # MTCNN fails on some degenerate inputs
+        return f"{type(e).__name__}: {e}"
+
+
+def detect_copies(
+    detector: FaceDetector,
+    dets: Sequence[np.ndarray],
+    scales: Sequence[float],
+    min_face_size: float,
+) -> list[list[Face] | str]:
+    """MTCNN on equal-size detection copies as one batch: each copy's faces (copy pixels), or
+    its error text (a failed batch is retried one copy at a time to find which failed)."""
+    try:
+        return list(detector.detect(np.stack(dets), detect_min_size(min_face_size, min(scales))))
+    except RuntimeError:
+        return [detect_one(detector, d, detect_min_size(min_face_size, s))
+                for d, s in zip(dets, scales, strict=True)]  # fmt: skip
+
+
+def _worker() -> FaceDetector:
+    global _worker_detector
+    if _worker_detector is None:
+        _worker_detector = FaceDetector("cpu")
+    return _worker_detector
+
+
+def detect_in_worker(det: np.ndarray, min_size: float) -> list[Face] | str:
+    """:func:`detect_one` with the worker process's CPU MTCNN."""
+    return detect_one(_worker(), det, min_size)
+
+
 def decode_and_detect(
     path: str, max_megapixels: float, max_side: int, min_face_size: float
 ) -> Decoded:
     """:func:`~alface.faces.images.decode`, then MTCNN on the detection copy: ``faces`` holds
     the faces (detection-copy px) or the detector's error text; the copy itself is dropped."""
-    global _worker_detector
     d = decode(path, max_megapixels, max_side)
     if d.error or d.det is None:
         return d
-    if _worker_detector is None:
-        _worker_detector = FaceDetector("cpu")
-    try:
-        faces: list[Face] | str = _worker_detector.detect(
-            d.det[None], detect_min_size(min_face_size, d.scale)
-        )[0]
-    except RuntimeError as e:  # MTCNN fails on some degenerate inputs
-        faces = f"{type(e).__name__}: {e}"
+    faces = detect_in_worker(d.det, detect_min_size(min_face_size, d.scale))
     return replace(d, det=None, faces=faces)

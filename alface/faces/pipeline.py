@@ -16,10 +16,7 @@ tracks (:mod:`alface.faces.tracking`), numbered past the store's highest track i
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -38,13 +35,14 @@ from alface.faces.detect import (
     Face,
     FaceDetector,
     decode_and_detect,
-    detect_min_size,
+    detect_copies,
     keep_faces,
     start_detect_worker,
 )
 from alface.faces.duplicates import perceptual_hash
-from alface.faces.images import UNREADABLE, Decoded, decoding, detection_copy
-from alface.faces.report import BROKEN_LINK, Problem, Report, path_text
+from alface.faces.images import Decoded, decoding, detection_copy
+from alface.faces.inputs import PreprocessError, file_hash, unreadable
+from alface.faces.preprocess_report import Problem, Report, path_text
 from alface.faces.tracking import VideoTracker, appearance
 from alface.faces.video import FrameSampler, VideoError, is_video
 from alface.failpoints import failpoint
@@ -56,10 +54,6 @@ log = logging.getLogger(__name__)
 # Decoded images waiting for a full batch are flushed beyond this many bytes.
 _BUFFER_BYTES = 512 * 2**20
 RUN_KEY = "preprocess_run"  # meta: the pool of a run that has not ended yet
-
-
-class PreprocessError(AlfaceError, ValueError):
-    """The inputs cannot be preprocessed (missing paths, nothing to read)."""
 
 
 class Cut(NamedTuple):
@@ -84,49 +78,6 @@ def check_config(cfg: PreprocessConfig) -> None:
         raise PreprocessError(str(e)) from e
 
 
-def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None = None) -> list[Path]:
-    """The files named in ``inputs`` and, sorted, all files under the folders among them
-    (hidden ones, and those under ``exclude`` such as the work directory, left out)."""
-    missing = [str(p) for p in inputs if not Path(p).exists()]
-    if missing:
-        raise PreprocessError(f"input not found: {', '.join(missing)}")
-    skip = exclude.resolve() if exclude is not None else None
-    files: dict[Path, None] = {}
-    for p in map(Path, inputs):
-        found = [p] if p.is_file() else sorted(
-            f for f in p.rglob("*")
-            if (f.is_file() or _broken_link(f))  # a broken link is reported, not skipped
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
-        )  # fmt: skip
-        found = [resolved_path(f) for f in found]
-        files.update((f, None) for f in found if skip is None or not f.is_relative_to(skip))
-    if not files:
-        raise PreprocessError(f"no files in {', '.join(map(str, inputs)) or 'the inputs'}")
-    return list(files)
-
-
-def _broken_link(path: Path) -> bool:
-    """A symbolic link to nothing (or to itself, through a loop)."""
-    return path.is_symlink() and not path.exists()
-
-
-def resolved_path(path: Path) -> Path:
-    """``path`` with its links resolved; a broken link keeps its own (absolute) name."""
-    try:
-        return path.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing target, or a loop (RuntimeError before 3.13)
-        return Path(os.path.abspath(path))
-
-
-def unreadable(path: Path, error: OSError) -> Problem:
-    """The problem of an input file that cannot even be read (a broken link, no access)."""
-    if path.is_symlink():
-        target = os.readlink(path)
-        why = "loops back on itself" if error.errno == errno.ELOOP else "points to nothing"
-        return Problem(str(path), BROKEN_LINK, f"it {why} ({path_text(target)})")
-    return Problem(str(path), UNREADABLE, error.strerror or str(error))
-
-
 def run_pool(store: Store) -> int:
     """The pool of this preprocess run: that of a run that was stopped before it ended (it
     goes on where it stopped), else a new one. :func:`end_run` closes it."""
@@ -145,15 +96,6 @@ def end_run(store: Store) -> None:
         store.set_meta(RUN_KEY, None)
 
 
-def file_hash(path: Path) -> str:
-    """SHA-1 (hex) of a file's bytes."""
-    h = hashlib.sha1()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def preprocess(
     store: Store,
     files: Sequence[Path],
@@ -164,17 +106,30 @@ def preprocess(
     pool: int | None = None,
     tracks: TrackConfig = TrackConfig(),
     hash_kind: str = "phash",
+    terms_id: int | None = None,
 ) -> Report:
     """Detect the faces in ``files`` (see :func:`collect_inputs`) and add their crops to
     ``pool`` (default: a new pool) in ``store``; MTCNN runs on ``device``. Returns what
     happened, file by file counted. ``tracks`` links a video's faces into tracks;
-    ``hash_kind`` is the perceptual hash stored per crop (``duplicates.hash``)."""
+    ``hash_kind`` is the perceptual hash stored per crop (``duplicates.hash``); every file is
+    recorded as collected under terms ``terms_id`` (those done before too)."""
     run = _Run(store, cfg, torch.device(device), progress, on_problem, pool)
     run.tracks_cfg, run.hash_kind, run.embed = tracks, hash_kind, appearance(tracks, run.device)
+    run.terms_id = terms_id
     run.images([f for f in files if not is_video(f)])
     for path in (f for f in files if is_video(f)):
         run.video(path)
+    record_terms(store, run.retermed, terms_id, run.report)
     return run.report
+
+
+def record_terms(store: Store, source_ids: list[int], terms_id: int | None, report: Report) -> None:
+    """Record terms ``terms_id`` for sources processed before (counted in ``report``)."""
+    source_ids = sorted(set(source_ids))
+    if terms_id is not None and source_ids:
+        with store.transaction("preprocess"):
+            store.privacy.set_terms(source_ids, terms_id)
+        report.retermed += len(source_ids)
 
 
 class _Run:
@@ -188,6 +143,8 @@ class _Run:
         self.report = Report(pool=store.items.next_pool() if pool is None else pool)
         self.seen: set[str] = set()
         self.tracks_cfg, self.hash_kind, self.embed = TrackConfig(), "phash", None
+        self.terms_id: int | None = None  # the terms every file of the run was collected under
+        self.retermed: list[int] = []  # sources done before, to record terms_id for
 
     @property
     def detector(self) -> FaceDetector:
@@ -313,11 +270,16 @@ class _Run:
             self.fail(path, None, None, "", problem.reason, problem.detail)
             return None
         known = self.store.sources.by_hash(digest)
-        if digest in self.seen or (known is not None and known.status != "failed"):
+        forgotten = known is None and self.store.privacy.is_forgotten(digest)
+        if digest in self.seen or forgotten or (known is not None and known.status != "failed"):
             if digest in self.seen:
                 self.report.duplicates += 1
+            elif forgotten:
+                self.report.forgotten += 1
             else:
                 self.report.done_before += 1
+                if self.terms_id is not None and known.terms_id != self.terms_id:
+                    self.retermed.append(known.id)
             self.progress(1, status=self.report.status())
             return None
         self.seen.add(digest)
@@ -325,19 +287,8 @@ class _Run:
 
     def detect(self, dets: list[np.ndarray], scales: list[float]) -> list[list[Face] | str]:
         """Kept faces (source pixels) per detection copy; an error text where MTCNN failed."""
-        min_size = detect_min_size(self.cfg.min_face_size, min(scales))
-        try:
-            raw: list[list[Face] | str] = list(self.detector.detect(np.stack(dets), min_size))
-        except RuntimeError:  # MTCNN fails on some degenerate inputs: find which, one by one
-            raw = [self._detect_one(d, s) for d, s in zip(dets, scales, strict=True)]
+        raw = detect_copies(self.detector, dets, scales, self.cfg.min_face_size)
         return [self.keep(faces, scale) for faces, scale in zip(raw, scales, strict=True)]
-
-    def _detect_one(self, det: np.ndarray, scale: float) -> list[Face] | str:
-        try:
-            min_size = detect_min_size(self.cfg.min_face_size, scale)
-            return self.detector.detect(det[None], min_size)[0]
-        except RuntimeError as e:
-            return f"{type(e).__name__}: {e}"
 
     def keep(self, faces: list[Face] | str, scale: float) -> list[Face] | str:
         """Faces found in a detection copy of ``scale``, in source pixels, less (counted) those
@@ -391,8 +342,9 @@ class _Run:
 
     def _source(self, path, digest, known, kind, status, n_faces, n_frames, error) -> int:  # noqa: ANN001
         args = dict(
-            status=status, pool=self.report.pool, n_faces=n_faces, n_frames=n_frames, error=error
-        )
+            status=status, pool=self.report.pool, n_faces=n_faces, n_frames=n_frames, error=error,
+            terms_id=self.terms_id,
+        )  # fmt: skip
         text = path_text(path)  # a name that is not UTF-8 is kept as readable escapes
         if known is not None:
             self.store.sources.update(known.id, text, **args)

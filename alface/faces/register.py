@@ -20,8 +20,8 @@ import numpy as np
 from alface.faces.crops import pixel_hash
 from alface.faces.duplicates import perceptual_hash
 from alface.faces.images import TOO_LARGE, ImageError, load_image
-from alface.faces.pipeline import file_hash, resolved_path, unreadable
-from alface.faces.report import NOT_UTF8, Problem, Report, is_utf8_name, path_text
+from alface.faces.inputs import file_hash, resolved_path, unreadable
+from alface.faces.preprocess_report import NOT_UTF8, Problem, Report, is_utf8_name, path_text
 from alface.progress import ProgressFn
 from alface.store import NewItem, Source, Store
 
@@ -49,30 +49,40 @@ def register_crops(
     max_megapixels: float = 50.0,
     pool: int | None = None,
     hash_kind: str = "phash",
+    terms_id: int | None = None,
 ) -> Report:
     """Add each readable image in ``files`` to ``pool`` (default: a new pool) as an item whose
     crop is the file itself (faces already cropped, e.g. UTKFace chips); returns what
     happened, file by file. A file whose name is not UTF-8 is refused (the store could not
     name it to open it again): rename it. ``hash_kind``: the perceptual hash stored per item
-    (``duplicates.hash``)."""
+    (``duplicates.hash``). Every file is recorded as collected under terms ``terms_id`` (those
+    done before too); a file whose faces were forgotten is skipped."""
+    from alface.faces.pipeline import record_terms
+
     progress = progress or (lambda n=1, **fields: None)
     report = Report(pool=store.items.next_pool() if pool is None else pool)
     seen: set[str] = set()
+    retermed: list[int] = []
     for start in range(0, len(files), CHUNK):
         chunk = [resolved_path(Path(f)) for f in files[start : start + CHUNK]]
         before = len(report.failed)
-        claimed = (_claim(store, path, seen, report) for path in chunk)
-        read = [_read(o, max_megapixels, hash_kind) for o in claimed if o is not None]
-        _commit(store, read, report)
+        claimed = (_claim(store, path, seen, report, terms_id, retermed) for path in chunk)
+        outcomes = [_read(o, max_megapixels, hash_kind) for o in claimed if o is not None]
+        _commit(store, outcomes, report, terms_id)
         for problem in report.failed[before:]:
             if on_problem is not None:
                 on_problem(problem)
         progress(len(chunk), status=report.status())
+    record_terms(store, retermed, terms_id, report)
     return report
 
 
-def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome | None:
-    """The file to register, or None (counted) when it was done before or is a duplicate."""
+def _claim(
+    store: Store, path: Path, seen: set[str], report: Report, terms_id: int | None,
+    retermed: list[int],
+) -> _Outcome | None:  # fmt: skip
+    """The file to register, or None (counted) when it was done before, forgotten, or is a
+    duplicate (a file done before is listed in ``retermed`` when its terms change)."""
     try:
         digest = file_hash(path)
     except OSError as e:  # vanished or unreadable: reported, but nothing to record it by
@@ -81,8 +91,12 @@ def _claim(store: Store, path: Path, seen: set[str], report: Report) -> _Outcome
     known = store.sources.by_hash(digest)
     if digest in seen:
         report.duplicates += 1
+    elif known is None and store.privacy.is_forgotten(digest):
+        report.forgotten += 1
     elif known is not None and known.status != "failed":
         report.done_before += 1
+        if terms_id is not None and known.terms_id != terms_id:
+            retermed.append(known.id)
     else:
         seen.add(digest)
         return _Outcome(path, digest, known)
@@ -109,7 +123,9 @@ def _read(outcome: _Outcome, max_megapixels: float, hash_kind: str) -> _Outcome:
     return outcome
 
 
-def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
+def _commit(
+    store: Store, outcomes: list[_Outcome], report: Report, terms_id: int | None = None
+) -> None:
     """Record a chunk's files (sources) and their items in one transaction, then count them."""
     if not outcomes:
         return
@@ -119,8 +135,9 @@ def _commit(store: Store, outcomes: list[_Outcome], report: Report) -> None:
             status = "done" if o.problem is None else "failed"
             error = None if o.problem is None else o.problem.detail
             args = dict(
-                status=status, pool=report.pool, n_faces=int(o.problem is None), error=error
-            )
+                status=status, pool=report.pool, n_faces=int(o.problem is None), error=error,
+                terms_id=terms_id,
+            )  # fmt: skip
             if o.known is not None:
                 sid = o.known.id
                 store.sources.update(sid, path_text(o.path), **args)

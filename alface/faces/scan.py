@@ -41,13 +41,15 @@ from alface.faces.detect import (
     Face,
     FaceDetector,
     decode_and_detect,
+    detect_copies,
+    detect_in_worker,
     detect_min_size,
     keep_faces,
     start_detect_worker,
 )
 from alface.faces.images import ImageError, decoding, detection_copy, load_image
-from alface.faces.pipeline import file_hash
-from alface.faces.report import Problem
+from alface.faces.inputs import file_hash
+from alface.faces.preprocess_report import Problem
 from alface.faces.scan_report import ScanReport
 from alface.faces.tracking import VideoTracker, appearance
 from alface.faces.tracks import TrackConfig
@@ -163,7 +165,9 @@ class Scan:
         yield from self._images(images)
         if videos and self.parallel:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(self.cfg.workers, ctx, initializer=_start_worker) as pool:
+            with ProcessPoolExecutor(
+                self.cfg.workers, ctx, initializer=start_detect_worker
+            ) as pool:
                 self._pool = pool
                 for path in videos:
                     yield from self._video(path)
@@ -270,12 +274,7 @@ class Scan:
         MTCNN failed on one."""
         if self._detector is None:
             self._detector = FaceDetector(self.device)
-        min_size = detect_min_size(self.cfg.min_face_size, min(scales))
-        try:
-            raw: list[list[Face] | str] = list(self._detector.detect(np.stack(dets), min_size))
-        except RuntimeError:  # MTCNN fails on some degenerate inputs: find which, one by one
-            raw = [_detect_one(self._detector, d, detect_min_size(self.cfg.min_face_size, s))
-                   for d, s in zip(dets, scales, strict=True)]  # fmt: skip
+        raw = detect_copies(self._detector, dets, scales, self.cfg.min_face_size)
         return [f if isinstance(f, str) else self._keep(f, s)
                 for f, s in zip(raw, scales, strict=True)]  # fmt: skip
 
@@ -353,7 +352,9 @@ class Scan:
                 det, scale = detection_copy(Image.fromarray(frame), side)
                 if self._pool is not None:
                     min_size = detect_min_size(self.cfg.min_face_size, scale)
-                    window.append((index, frame, scale, self._pool.submit(_detect, det, min_size)))
+                    window.append(
+                        (index, frame, scale, self._pool.submit(detect_in_worker, det, min_size))
+                    )
                 else:
                     window.append((index, frame, scale, det))
                 if len(window) >= (2 * self.cfg.workers + 2 if self._pool else batch):
@@ -375,29 +376,3 @@ class Scan:
                     log.warning("%s: frame %d: detector error (%s)", sampler.path, index, faces)
                     faces = []
                 yield index, frame, faces
-
-
-def _detect_one(detector: FaceDetector, det: np.ndarray, min_size: float) -> list[Face] | str:
-    try:
-        return detector.detect(det[None], min_size)[0]
-    except RuntimeError as e:
-        return f"{type(e).__name__}: {e}"
-
-
-# -- MTCNN in worker processes (CPU) ------------------------------------------------------------
-_worker: FaceDetector | None = None
-
-
-def _start_worker() -> None:
-    """Worker-process initializer: one torch thread (the workers share the cores), a CPU MTCNN."""
-    global _worker
-    torch.set_num_threads(1)
-    _worker = FaceDetector("cpu")
-
-
-def _detect(det: np.ndarray, min_size: float) -> list[Face] | str:
-    """MTCNN on one detection copy in a worker: its faces (copy pixels), or the error text."""
-    global _worker
-    if _worker is None:
-        _worker = FaceDetector("cpu")
-    return _detect_one(_worker, det, min_size)

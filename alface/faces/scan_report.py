@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from alface.faces.report import Problem
+from alface.faces.preprocess_report import Problem
 
 
 @dataclass

@@ -36,7 +36,7 @@ def write_report(
     """Write reports/rR-iI/report.{json,png}: metrics, class balance, checks, history; the
     pool's balance is the corrected estimate (alface.audit.pool), not its argmax count."""
     from alface.audit.pool import pool_balance
-    from alface.report import iteration_report
+    from alface.plots import iteration_report
 
     store, cfg = wd.store, wd.cfg
     r, i = round_idx, it.idx + 1

@@ -10,6 +10,7 @@ from alface.store.records import (
     Annotation,
     AuditEntry,
     BatchEntry,
+    ErasedCounts,
     Item,
     Iteration,
     LabelBatch,
@@ -20,11 +21,12 @@ from alface.store.records import (
     Round,
     Scoring,
     Source,
+    Terms,
 )
 from alface.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "DB_NAME", "LABELED_SPLITS", "SCHEMA_VERSION", "SPLITS", "UNUSABLE_SPLIT", "Annotation",
-    "AuditEntry", "BatchEntry", "Item", "Iteration", "LabelBatch", "LabelProgress", "LabelSession",
-    "ModelRecord", "NewItem", "Round", "Scoring", "Source", "Store", "StoreError",
+    "AuditEntry", "BatchEntry", "ErasedCounts", "Item", "Iteration", "LabelBatch",
+    "LabelProgress", "LabelSession", "ModelRecord", "NewItem", "Round", "Scoring", "Source", "Store", "StoreError", "Terms",
 ]  # fmt: skip

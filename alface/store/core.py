@@ -82,6 +82,7 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
         from alface.store.items import Items, Sources
         from alface.store.labels import Labels
+        from alface.store.privacy import Privacy
         from alface.store.runs import Runs
 
         self._conn = conn
@@ -92,6 +93,7 @@ class Store:
         self.items = Items(self)
         self.labels = Labels(self)
         self.runs = Runs(self)
+        self.privacy = Privacy(self)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -121,6 +123,7 @@ class Store:
                 else:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA secure_delete=ON")  # deleted rows zeroed, not left
                     store._migrate()
                 conn.execute("PRAGMA foreign_keys=ON")
             except BaseException:
@@ -250,6 +253,17 @@ class Store:
             self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
             return
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def compact(self) -> bool:
+        """Rewrite the file without its free pages (VACUUM), then copy the write-ahead log into
+        it and empty it (checkpoint, truncate): no page and no log frame still holds a deleted
+        row. False when a reader kept the log from being emptied (run it again later)."""
+        if self._depth:
+            raise StoreError("the store cannot be compacted inside a transaction")
+        with _db_errors(self.root / DB_NAME):
+            self._conn.execute("VACUUM")
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return busy == 0
 
     def dump(self) -> list[str]:
         """Every row of every table as SQL text (to compare a store before and after)."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 SPLITS = ("pool", "itval", "train", "val", "overfit", "test", "scrapped", "unusable", "missing")
 UNUSABLE_SPLIT = "unusable"  # faces resolved as unusable: out of the pool and every other split
 LABELED_SPLITS = ("train", "val")
+ID_FLOOR_KEY = "item_id_floor"  # meta: the largest item id ever given (items may be forgotten)
 
 
 def check_split(name: str) -> None:
@@ -36,7 +37,7 @@ def check_split(name: str) -> None:
 
 def _source(r: sqlite3.Row) -> Source:
     return Source(r["id"], r["path"], r["hash"], r["kind"], r["status"], r["n_faces"],
-                  r["n_frames"], r["error"], r["pool"], r["created"])  # fmt: skip
+                  r["n_frames"], r["error"], r["pool"], r["created"], r["terms_id"])  # fmt: skip
 
 
 def _item(r: sqlite3.Row) -> Item:
@@ -80,13 +81,14 @@ class Sources:
         n_faces: int = 0,
         n_frames: int | None = None,
         error: str | None = None,
+        terms_id: int | None = None,
     ) -> int:
-        """Record a processed input file; returns its id."""
+        """Record a processed input file (collected under terms ``terms_id``); returns its id."""
         self._s.require_transaction()
         cur = self._s.execute(
-            "INSERT INTO sources (path, hash, kind, status, n_faces, n_frames, error, pool, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (path, file_hash, kind, status, n_faces, n_frames, error, pool, time.time()),
+            "INSERT INTO sources (path, hash, kind, status, n_faces, n_frames, error, pool,"
+            " created, terms_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, file_hash, kind, status, n_faces, n_frames, error, pool, time.time(), terms_id),
         )
         return int(cur.lastrowid)
 
@@ -99,13 +101,15 @@ class Sources:
         n_faces: int = 0,
         n_frames: int | None = None,
         error: str | None = None,
+        terms_id: int | None = None,
     ) -> None:
-        """Record a new attempt at a known input file (a failed one that is retried)."""
+        """Record a new attempt at a known input file (a failed one that is retried); its terms
+        become ``terms_id`` when given."""
         self._s.require_transaction()
         self._s.execute(
             "UPDATE sources SET path = ?, status = ?, n_faces = ?, n_frames = ?, error = ?,"
-            " pool = ?, created = ? WHERE id = ?",
-            (path, status, n_faces, n_frames, error, pool, time.time(), source_id),
+            " pool = ?, created = ?, terms_id = COALESCE(?, terms_id) WHERE id = ?",
+            (path, status, n_faces, n_frames, error, pool, time.time(), terms_id, source_id),
         )
 
     def all(self) -> list[Source]:
@@ -128,17 +132,21 @@ class Items:
         """Add crops to the unlabeled pool; a crop whose hash is known is skipped. Returns new ids."""
         self._s.require_transaction()
         now, new = time.time(), []
+        # ids are never given twice: a forgotten item's id may still name rows of old caches
+        # and scorings (blanked), which must not be taken for a new item's
+        floor = int(self._s.get_meta(ID_FLOOR_KEY) or 0)
         for r in records:
             if self._s.execute("SELECT 1 FROM items WHERE hash = ?", (r.hash,)).fetchone():
                 continue
+            last = self._s.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0]
             cur = self._s.execute(
-                "INSERT INTO items (uid, crop_path, hash, source_id, source_path, frame,"
+                "INSERT INTO items (id, uid, crop_path, hash, source_id, source_path, frame,"
                 " box, prob, landmarks, pool, split, created, track, phash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pool', ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pool', ?, ?, ?)",
                 (
-                    self._free_uid(r.hash), r.crop_path, r.hash, r.source_id, r.source_path,
-                    r.frame, dump_json(r.box), r.prob, dump_json(r.landmarks), pool, now,
-                    r.track, signed64(r.phash),
+                    max(last, floor) + 1, self._free_uid(r.hash), r.crop_path, r.hash,
+                    r.source_id, r.source_path, r.frame, dump_json(r.box), r.prob,
+                    dump_json(r.landmarks), pool, now, r.track, signed64(r.phash),
                 ),
             )  # fmt: skip
             new.append(int(cur.lastrowid))

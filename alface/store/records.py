@@ -45,6 +45,7 @@ class Source:
     error: str | None
     pool: int
     created: float
+    terms_id: int | None = None  # the terms it was collected under (preprocess --source-terms)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ class ModelRecord:
     n_labeled: int
     metrics: dict[str, Any] | None
     created: float
+    forgotten: int = 0  # faces it was trained on that were forgotten since: retrain it
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,28 @@ class Scoring:
     path: str  # relative to WORKDIR
     n_items: int
     created: float
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms a source was collected under: a licence, a consent reference."""
+
+    id: int
+    text: str
+    created: float
+
+
+@dataclass(frozen=True)
+class ErasedCounts:
+    """What :meth:`alface.store.privacy.Privacy.erase` removed from the store."""
+
+    faces: int
+    sources: int  # input files left with no face, removed (their content hash kept as forgotten)
+    annotations: int
+    labels: int
+    batch_entries: int
+    models_marked: tuple[int, ...]  # models trained on some of the faces
+    tombstone: int  # the audit entry that records the forget
 
 
 @dataclass(frozen=True)

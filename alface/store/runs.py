@@ -48,7 +48,7 @@ def _iteration(r: sqlite3.Row) -> Iteration:
 
 def _model(r: sqlite3.Row) -> ModelRecord:
     return ModelRecord(r["id"], r["path"], r["iteration_id"], r["backbone"], r["n_labeled"],
-                       load_json(r["metrics"]), r["created"])  # fmt: skip
+                       load_json(r["metrics"]), r["created"], r["forgotten"])  # fmt: skip
 
 
 def _scoring(r: sqlite3.Row) -> Scoring:

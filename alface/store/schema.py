@@ -199,12 +199,33 @@ CREATE INDEX items_track ON items(track);
 ALTER TABLE annotations ADD COLUMN source_id INTEGER REFERENCES annotations(id);
 """
 
+# v5: biometric data handled as such (alface forget, docs/PRIVACY.md): the terms (licence,
+# consent reference) each source was collected under; how many of the faces a model was
+# trained on were forgotten since (it must be retrained); the content hashes of forgotten
+# input files, so that preprocess does not add them again (their tombstone is an audit entry);
+# indexes for finding a source's and an old pool's faces.
+_V5_PRIVACY = """
+CREATE TABLE terms (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,          -- sha256 of the text: the same terms are stored once
+    created REAL NOT NULL
+);
+ALTER TABLE sources ADD COLUMN terms_id INTEGER REFERENCES terms(id);
+ALTER TABLE models ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE forgotten_sources (
+    hash TEXT PRIMARY KEY,              -- content hash of the input file (sources.hash)
+    audit_id INTEGER NOT NULL REFERENCES audit(id)  -- the forget's tombstone
+);
+CREATE INDEX items_source ON items(source_id);
+CREATE INDEX items_created ON items(created);
+CREATE INDEX split_events_audit ON split_events(audit_id);
+"""
+
 MIGRATIONS: dict[int, str] = {
-    0: _SCHEMA_V1,
-    1: _V2_LABEL_SESSIONS,
-    2: _V3_LABEL_PAGE,
-    3: _V4_TRACKS_AND_HASHES,
-}
+    0: _SCHEMA_V1, 1: _V2_LABEL_SESSIONS, 2: _V3_LABEL_PAGE, 3: _V4_TRACKS_AND_HASHES,
+    4: _V5_PRIVACY,
+}  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

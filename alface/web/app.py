@@ -173,7 +173,9 @@ async def picture(request: Request) -> Response:
     item = store.items.get([item_id])[0]
     try:
         if kind == "face":
-            data = await run_in_threadpool(crop_jpeg, item.crop_file(st.wd.root))
+            data = await run_in_threadpool(
+                crop_jpeg, item.crop_file(st.wd.root), st.wd.cfg.preprocess.crop_size
+            )
         elif item.source_path is None or item.box is None:
             raise HTTPException(404, "this face has no source frame")
         else:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from alface.errors import AlfaceError
 from alface.faces.images import ImageError, load_image
@@ -25,17 +25,21 @@ class PictureError(AlfaceError, ValueError):
     """A source that cannot be shown (missing, unreadable, not an image or video)."""
 
 
-def crop_jpeg(path: Path) -> bytes:
-    """The crop at ``path`` as JPEG bytes (a JPEG file as it is; other formats converted)."""
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        try:
-            return path.read_bytes()
-        except OSError as e:
-            raise PictureError(f"crop not readable: {e.strerror}") from e
+def crop_jpeg(path: Path, max_side: int | None = None) -> bytes:
+    """The crop at ``path`` as JPEG bytes: a JPEG file as it is when it carries no metadata
+    and is at most ``max_side`` px; else re-encoded upright, shrunk to ``max_side``, without
+    metadata (a registered crop may be a full-size photo with its EXIF location)."""
     try:
         with Image.open(path) as img:
-            return _jpeg(img.convert("RGB"))
-    except (OSError, ValueError) as e:
+            meta = {"exif", "icc_profile", "comment", "xmp", "photoshop"} & set(img.info)
+            small = max_side is None or max(img.size) <= max_side
+            if img.format == "JPEG" and small and not meta and not img.getexif():
+                return path.read_bytes()
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            if not small:
+                img.thumbnail((max_side, max_side), Image.LANCZOS)
+            return _jpeg(img)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise PictureError(f"crop not readable: {e}") from e
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from alface.curves import Curve, summary_table
-from alface.report import (
+from alface.plots import (
     ReportError,
     iteration_report,
     plot_class_balance,
@@ -124,7 +124,7 @@ def test_iteration_report_writes_json_and_png(tmp_path):
 
 
 def test_iteration_report_headline_counts_unusable_faces():
-    from alface.report import _headline
+    from alface.plots import _headline
 
     assert "300 labels · stop" in _headline(_info())
     assert "300 labels (7 faces unusable) · stop" in _headline(_info() | {"unusable": 7})

@@ -62,6 +62,8 @@ class Report:
     duplicates: int = 0  # files skipped: same content as another input of this run
     tracks: int = 0  # face tracks found in the videos
     cuts: int = 0  # shot cuts found in the videos
+    forgotten: int = 0  # files skipped: their faces were forgotten (alface forget)
+    retermed: int = 0  # files done before whose terms this run recorded (--source-terms)
     failed: list[Problem] = field(default_factory=list)
     broken: list[Problem] = field(default_factory=list)  # videos kept up to a break
 
@@ -73,7 +75,8 @@ class Report:
     @property
     def files(self) -> int:
         """Input files seen."""
-        return self.images + self.videos + len(self.failed) + self.done_before + self.duplicates
+        return (self.images + self.videos + len(self.failed) + self.done_before + self.duplicates
+                + self.forgotten)  # fmt: skip
 
     def count_done(self, kind: str, n_kept: int, n_new: int) -> None:
         """Count a processed file with ``n_kept`` faces, ``n_new`` of them new to the store."""
@@ -92,11 +95,12 @@ class Report:
 
     def summary(self) -> list[str]:
         """A few lines: files, frames, faces, what was skipped or dropped, and why."""
-        skipped = self.done_before + self.duplicates
+        skipped = self.done_before + self.duplicates + self.forgotten
+        forgotten = f", {self.forgotten} forgotten (alface forget)" if self.forgotten else ""
         lines = [
             f"{self.files} file(s): {self.images} image(s) and {self.videos} video(s) processed, "
             f"{len(self.failed)} failed, {skipped} skipped ({self.done_before} done by an "
-            f"earlier run, {self.duplicates} duplicate(s) of another input)",
+            f"earlier run, {self.duplicates} duplicate(s) of another input{forgotten})",
             f"{self.faces} face(s) added to pool {self.pool}"
             + (f" ({self.known_faces} more were already in the store)" if self.known_faces else "")
             + (f", from {self.frames} video frame(s)" if self.frames else "")
@@ -111,4 +115,6 @@ class Report:
             lines.append("failed: " + ", ".join(f"{n} {r}" for r, n in why.most_common()))
         if self.broken:
             lines.append(f"{len(self.broken)} broken video(s): kept the frames before the break")
+        if self.retermed:
+            lines.append(f"terms recorded for {self.retermed} file(s) processed before")
         return lines
