@@ -185,6 +185,16 @@ def rule_row(
     }  # fmt: skip
 
 
+def loosest_kappa(rows: Sequence[dict[str, Any]], tolerance: float) -> float:
+    """The lowest ``kappa`` among ``rows`` (each a stop threshold's run: ``kappa``, mean
+    ``final`` metric) whose final metric is within ``tolerance`` of the strictest (highest)
+    threshold's: the cheapest stop that loses no more than ``tolerance``."""
+    if not rows:
+        raise BenchmarkError("no stop threshold was run")
+    ref = max(rows, key=lambda r: r["kappa"])["final"]
+    return min(r["kappa"] for r in rows if r["final"] >= ref - tolerance)
+
+
 def loop_markdown(rows: Sequence[dict[str, Any]], metric: str) -> str:
     """A markdown table of :func:`rule_row` rows."""
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from alface import loop as L
-from alface.benchmark import make_split
+from alface.benchmark import BenchmarkError, make_split
 from alface.cli import main
 from alface.config import load_config
 from alface.loopsim import Trainer, deal_pools, make_data, random_at, simulate_loop
@@ -114,3 +114,16 @@ def test_cli_loop_mode_on_digits(tmp_path, capsys, monkeypatch):
     assert main([*args, "benchmark.stop_rules=[sometimes]"]) == 2
     err = capsys.readouterr().err
     assert "benchmark.stop_rules=[sometimes]: must be a non-empty list of seed," in err
+
+
+def test_the_loosest_kappa_within_tolerance_of_the_strictest():
+    from alface.loopbench import loosest_kappa
+
+    rows = [{"kappa": 0.99, "final": 0.80}, {"kappa": 0.9, "final": 0.78},
+            {"kappa": 0.95, "final": 0.795}, {"kappa": 0.8, "final": 0.70}]  # fmt: skip
+    assert loosest_kappa(rows, 0.01) == 0.95
+    assert loosest_kappa(rows, 0.03) == 0.9
+    assert loosest_kappa(rows, 0.0) == 0.99
+    assert loosest_kappa(rows[:1], 0.0) == 0.99
+    with pytest.raises(BenchmarkError):
+        loosest_kappa([], 0.01)
