@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +27,11 @@ HELP = "a small complete run of the loop on data shipped with scikit-learn (digi
 AUDIT_MIX = {"1": 0.4}  # the held-out digits audited: 40 % ones, the rest shared evenly
 AUDIT_SIZE, SAMPLE = 400, 100
 DEMO_CONFIG = "configs/experiment/demo.yaml"
+
+
+DIGITS_TERMS = (
+    "scikit-learn's copy of the UCI Optical Recognition of Handwritten Digits data set (CC BY 4.0)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     pools = _pools(data, out / "data", oracle, exclude=held)
     work, config = out / "work", str(Path(CONFIG_ROOT) / "experiment" / "demo.yaml")
     _step(["init", str(work), "--config", config])
-    _step(["preprocess", str(work), str(pools[0]), "--cropped"], ok=(0,))
+    terms = ["--source-terms", DIGITS_TERMS]
+    _step(["preprocess", str(work), str(pools[0]), "--cropped", *terms], ok=(0,))
     _step(["loop", str(work), "--oracle", str(oracle)])
     print("\n# a new unlabeled pool arrives: round 2")
-    _step(["preprocess", str(work), str(pools[1]), "--cropped"], ok=(0,))
+    _step(["preprocess", str(work), str(pools[1]), "--cropped", *terms], ok=(0,))
     _step(["loop", str(work), "--oracle", str(oracle)])
     _step(["status", str(work)])
     bench = out / "benchmark"
@@ -204,7 +211,7 @@ def _step(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
     from alface.cli import main
     from alface.errors import AlfaceError
 
-    print(f"\n$ alface {' '.join(argv)}", flush=True)
+    print(f"\n$ {shlex.join(['alface', *argv])}", flush=True)  # as a shell takes it
     code = main(argv)
     if code not in ok:
         raise AlfaceError(f"demo step `alface {argv[0]}` failed with exit code {code}")
