@@ -177,3 +177,18 @@ def test_pool_audit_uses_the_itval_labels_drawn_after_the_scoring(tmp_path):
     assert shown["lead"] == "ppi" and shown["n_pool"] == 200 and shown["n_gold"] == 80
     assert shown["shares"]["White"]["share"] == pytest.approx(est.shares[0])
     wd.close()
+
+
+def test_faces_csv_keeps_negative_coordinates_numbers_and_escapes_a_formula_name(tmp_path):
+    import csv
+
+    w = FaceWriter(tmp_path / "faces.csv", ["a", "b"], 0.6)
+    w.write([FaceRow("=HYPERLINK(1).mp4", "video", 3, 0.12, 0.4, (-15.9, -2.0, 40.0, 60.0), 0.99)],
+            np.array([[0.7, 0.3]]))  # fmt: skip
+    path = w.close()
+    with path.open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["x1"]) == -15.9 and float(row["y1"]) == -2.0  # a face cut by the frame edge
+    assert row["source"] == "'=HYPERLINK(1).mp4"  # shown as text by a spreadsheet
+    ids, _ = read_faces(path, ["a", "b"])
+    assert ids == ["f000001"]

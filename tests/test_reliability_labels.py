@@ -169,10 +169,15 @@ def test_no_formula_reaches_a_spreadsheet_and_the_file_reads_back(wd, tmp_path):
     assert wd.store.labels.resolved()[wd.store.items.get()[0].id] == "Asian"
 
 
-@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@A1", "\tx", "\rx", "'=x"])
+@pytest.mark.parametrize("cell", ["=1+1", "-1+1", "+A1", "-2*3", "@A1", "\tx", "\rx", "'=x", "'-1"])
 def test_escape_then_unescape_gives_the_cell_back(cell):
     assert unescape_cell(escape_cell(cell)) == cell
     assert not str(escape_cell(cell)).startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@pytest.mark.parametrize("cell", ["-15.9", "+3", "-1e-05", "-.5", "12"])
+def test_a_plain_number_is_left_a_number(cell):
+    assert escape_cell(cell) == cell and unescape_cell(cell) == cell
 
 
 def test_labeling_doc_says_how_to_keep_label_studio_offline():
