@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 from rich.progress import (
@@ -35,15 +36,39 @@ def progress_bar(
     from rich.console import Console
 
     console = Console(file=sys.stderr)
-    with Progress(
-        *columns, console=console, transient=False, disable=not console.is_terminal
-    ) as bar:
+    live = console.is_terminal
+    with Progress(*columns, console=console, transient=False, disable=not live) as bar:
         task = bar.add_task(description, total=total, status=status)
+        plain = _PlainProgress(description, total, status)
 
         def advance(n: int = 1, **fields: object) -> None:
             bar.update(task, advance=n, **fields)
+            if not live:
+                plain.advance(n, fields.get("status"))
 
         yield advance
+
+
+class _PlainProgress:
+    """Where stderr is no terminal (a log file, CI, nohup): one line every ``every`` seconds,
+    so long work is not silent for minutes."""
+
+    def __init__(self, description: str, total: int | None, status: str, every: float = 60.0):
+        self.description, self.total, self.status, self.every = description, total, status, every
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int, status: object = None) -> None:
+        self.done += n
+        if status is not None:
+            self.status = str(status)
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        of = f"/{self.total}" if self.total else ""
+        print(f"{self.description}: {self.done}{of}, {now - self.start:.0f} s  {self.status}",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def quiet_lightning_logs() -> None:
