@@ -185,14 +185,17 @@ def rule_row(
     }  # fmt: skip
 
 
-def loosest_kappa(rows: Sequence[dict[str, Any]], tolerance: float) -> float:
-    """The lowest ``kappa`` among ``rows`` (each a stop threshold's run: ``kappa``, mean
-    ``final`` metric) whose final metric is within ``tolerance`` of the strictest (highest)
-    threshold's: the cheapest stop that loses no more than ``tolerance``."""
+def cheapest_kappa(rows: Sequence[dict[str, Any]], tolerance: float) -> float:
+    """The stop threshold to keep among ``rows`` (each a threshold's run: ``kappa``, mean
+    ``labels`` and ``final`` metric): of those whose final metric is within ``tolerance`` of the
+    strictest (highest) threshold's, the ones that spend the fewest labels, and of those the
+    strictest (thresholds that stop at the same point are equally cheap; keep the safest)."""
     if not rows:
         raise BenchmarkError("no stop threshold was run")
     ref = max(rows, key=lambda r: r["kappa"])["final"]
-    return min(r["kappa"] for r in rows if r["final"] >= ref - tolerance)
+    ok = [r for r in rows if r["final"] >= ref - tolerance]
+    fewest = min(r["labels"] for r in ok)
+    return max(r["kappa"] for r in ok if r["labels"] <= fewest + 0.5)
 
 
 def loop_markdown(rows: Sequence[dict[str, Any]], metric: str) -> str:

@@ -1,13 +1,14 @@
 """Choose the label-free stop rules' threshold (``loop.stop_kappa``) on one data set, to use it
 on another: the whole loop simulated (``alface benchmark --mode loop``) at each threshold, and
-per rule the loosest threshold whose final test metric stays within ``--tolerance`` of the
-strictest threshold's (which, at 0.99, runs the pools nearly dry).
+per rule, among the thresholds whose final test metric stays within ``--tolerance`` of the
+strictest threshold's (which, at 0.99, runs the pools nearly dry), the cheapest in labels, and
+of equally cheap ones the strictest (:func:`alface.loopbench.cheapest_kappa`).
 
     .venv/bin/python benchmarks/stop_calibration.py --config configs/experiment/digits_stop.yaml \
-        --kappas 0.9,0.93,0.95,0.97,0.98,0.99 --out runs/stop-calibration
+        --kappas 0.8,0.85,0.9,0.93,0.95,0.97,0.98,0.99 --out runs/stop-calibration
 
 Writes ``calibration.json`` (every run's rows and the chosen thresholds) and prints a table.
-The face benchmarks then run with the chosen value, e.g. ``loop.stop_kappa=0.97``.
+The face benchmarks then run with the chosen value, e.g. ``loop.stop_kappa=0.9``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 from alface.config import load_config
 from alface.device import cpu_devices
 from alface.fsutil import write_file
-from alface.loopbench import loosest_kappa, run_loop_benchmark
+from alface.loopbench import cheapest_kappa, run_loop_benchmark
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("--kappas", default="0.9,0.93,0.95,0.97,0.98,0.99")
+    parser.add_argument("--kappas", default="0.8,0.85,0.9,0.93,0.95,0.97,0.98,0.99")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="final-metric loss allowed against the strictest threshold")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=None)
@@ -59,7 +60,7 @@ def main() -> None:
                 }  # fmt: skip
             )
         print(f"kappa {kappa}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-    chosen = {rule: loosest_kappa(r, args.tolerance) for rule, r in rows.items()}
+    chosen = {rule: cheapest_kappa(r, args.tolerance) for rule, r in rows.items()}
     print(f"\n{metric}, {base.dataset.builtin or base.dataset.root}, tolerance {args.tolerance}")
     print("| rule | stop_kappa | labels | final | random, same labels | iterations |")
     print("|---|---|---|---|---|---|")

@@ -116,14 +116,17 @@ def test_cli_loop_mode_on_digits(tmp_path, capsys, monkeypatch):
     assert "benchmark.stop_rules=[sometimes]: must be a non-empty list of seed," in err
 
 
-def test_the_loosest_kappa_within_tolerance_of_the_strictest():
-    from alface.loopbench import loosest_kappa
+def test_the_cheapest_kappa_within_tolerance_and_the_strictest_of_equals():
+    from alface.loopbench import cheapest_kappa
 
-    rows = [{"kappa": 0.99, "final": 0.80}, {"kappa": 0.9, "final": 0.78},
-            {"kappa": 0.95, "final": 0.795}, {"kappa": 0.8, "final": 0.70}]  # fmt: skip
-    assert loosest_kappa(rows, 0.01) == 0.95
-    assert loosest_kappa(rows, 0.03) == 0.9
-    assert loosest_kappa(rows, 0.0) == 0.99
-    assert loosest_kappa(rows[:1], 0.0) == 0.99
+    rows = [{"kappa": 0.99, "labels": 1100, "final": 0.80},
+            {"kappa": 0.95, "labels": 900, "final": 0.795},
+            {"kappa": 0.9, "labels": 800, "final": 0.78},
+            {"kappa": 0.8, "labels": 800, "final": 0.78},
+            {"kappa": 0.7, "labels": 600, "final": 0.70}]  # fmt: skip
+    assert cheapest_kappa(rows, 0.01) == 0.95
+    assert cheapest_kappa(rows, 0.03) == 0.9  # 0.8 stops where 0.9 does: keep the stricter
+    assert cheapest_kappa(rows, 0.2) == 0.7
+    assert cheapest_kappa(rows, 0.0) == 0.99
     with pytest.raises(BenchmarkError):
-        loosest_kappa([], 0.01)
+        cheapest_kappa([], 0.01)
