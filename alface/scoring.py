@@ -30,13 +30,12 @@ from alface.errors import AlfaceError
 from alface.fsutil import PARTIAL, partial_dir, replace_dir
 from alface.model import FaceClassifier
 from alface.progress import ProgressFn
-from alface.store import Scoring
+from alface.store import SCORE_FILES, SCORES_DIR, Scoring
 from alface.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
-SCORES_DIR = "scores"
-FILES = ("ids.npy", "probs.npy", "emb.npy")
+FILES = SCORE_FILES
 PARTS = {"item_id": np.int64, "probs": np.float32, "emb": np.float32}  # a DDP rank's raw part files
 
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from alface.fsutil import fsync_dir, fsync_file
-
-SCORES_DIR = "scores"  # = alface.scoring.SCORES_DIR (not imported: it loads Lightning)
-SCORE_FILES = ("ids.npy", "probs.npy", "emb.npy")  # = alface.scoring.FILES
+from alface.store import SCORE_FILES, SCORES_DIR
 
 
 def in_workdir(crop_path: str) -> bool:

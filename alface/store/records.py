@@ -204,9 +204,13 @@ class ModelRecord:
     forgotten: int = 0  # faces it was trained on that were forgotten since: retrain it
 
 
+SCORES_DIR = "scores"  # WORKDIR/scores/NAME/: one scoring's folder
+SCORE_FILES = ("ids.npy", "probs.npy", "emb.npy")  # the files of a scoring folder (alface.scoring)
+
+
 @dataclass(frozen=True)
 class Scoring:
-    """Pool scores of a model: a folder with ids.npy, probs.npy, emb.npy."""
+    """Pool scores of a model: a folder (under ``SCORES_DIR``) with the ``SCORE_FILES``."""
 
     id: int
     model_id: int | None
