@@ -37,6 +37,7 @@ from alface.annotate.outdir import LABELING_DIR, write_whole
 from alface.annotate.sheet import Group, contact_sheet
 from alface.config import CONFIG_ROOT, Config
 from alface.fsutil import copy_file, write_file
+from alface.privacy.terms import terms_document, terms_summary
 from alface.store import Item, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
@@ -93,7 +94,7 @@ def write_batch(
     ]
     paired = [i for i, r in enumerate(records) if r["annotators"] == 2]
     sheet = _cluster_groups(store, records, rows)
-    terms = _terms_text(store, [r.id for r in rows])
+    terms = terms_document(terms_summary(store, [r.id for r in rows]))
     if image_root_url is None:
         labeling_copies(store, rows, cfg)
 
@@ -158,7 +159,7 @@ def write_review(
     records, tasks = [], []
     groups: dict[str, list[tuple[Path, str]]] = defaultdict(list)
     items = store.items.get(ids)
-    terms = _terms_text(store, ids)
+    terms = terms_document(terms_summary(store, ids))
     if image_root_url is None:
         labeling_copies(store, items, cfg)
     for n, row in enumerate(items, start=1):
@@ -225,21 +226,6 @@ def label_studio_env(root: Path) -> str:
         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={shlex.quote(str(Path(root).resolve()))}\n"
         "LATEST_VERSION_CHECK=false\n"
     )
-
-
-def _terms_text(store: Store, ids: Sequence[int]) -> str | None:
-    """terms.md: the terms the faces ``ids`` were collected under, or None when none are
-    recorded for any of them."""
-    from alface.privacy.terms import terms_summary
-
-    summary = terms_summary(store, ids)
-    if all(s["terms"] is None for s in summary):
-        return None
-    lines = ["# Terms these faces were collected under", ""]
-    for s in summary:
-        lines += [f"## {s['faces']} face(s) from {s['sources']} file(s)", "",
-                  s["terms"] or "No terms recorded: ask before using these faces.", ""]  # fmt: skip
-    return "\n".join(lines)
 
 
 def labeling_copies(store: Store, rows: Sequence[Item], cfg: Config) -> None:

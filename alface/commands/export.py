@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "The folder holds the model, model_card.md and model_card.json (classes, input size, "
         "normalisation, per-class precision/recall/F1 on held-out faces, training label counts, "
-        "intended use, the terms its training faces were collected under) and heldout.npz (the held-out faces' probabilities and labels, with which "
-        "`alface predict --model DIR` corrects its counts without the work dir). The export is "
+        "intended use, the terms its training faces were collected under) and heldout.npz (the "
+        "held-out faces' probabilities and labels, with which `alface predict --model DIR` "
+        "corrects its counts without the work dir). The export is "
         "checked against the checkpoint (probabilities within 1e-4) before it is written."
     )
 

@@ -123,11 +123,17 @@ def detect_min_size(min_face_size: float, scale: float) -> float:
 _worker_detector: FaceDetector | None = None
 
 
+def _worker() -> FaceDetector:
+    global _worker_detector
+    if _worker_detector is None:
+        _worker_detector = FaceDetector("cpu")
+    return _worker_detector
+
+
 def start_detect_worker() -> None:
     """Worker-process initializer: one torch thread (the workers share the cores) and a CPU MTCNN."""
-    global _worker_detector
     torch.set_num_threads(1)
-    _worker_detector = FaceDetector("cpu")
+    _worker()
 
 
 def detect_one(detector: FaceDetector, det: np.ndarray, min_size: float) -> list[Face] | str:
@@ -151,13 +157,6 @@ def detect_copies(
     except RuntimeError:
         return [detect_one(detector, d, detect_min_size(min_face_size, s))
                 for d, s in zip(dets, scales, strict=True)]  # fmt: skip
-
-
-def _worker() -> FaceDetector:
-    global _worker_detector
-    if _worker_detector is None:
-        _worker_detector = FaceDetector("cpu")
-    return _worker_detector
 
 
 def detect_in_worker(det: np.ndarray, min_size: float) -> list[Face] | str:

@@ -58,6 +58,18 @@ def terms_summary(store: Store, item_ids: Sequence[int] | None = None) -> list[d
     ]
 
 
+def terms_document(summary: list[dict[str, Any]]) -> str | None:
+    """terms.md of a batch or review folder: each entry's terms in full, or None when no
+    terms are recorded for any of its faces."""
+    if all(s["terms"] is None for s in summary):
+        return None
+    lines = ["# Terms these faces were collected under", ""]
+    for s in summary:
+        lines += [f"## {s['faces']} face(s) from {s['sources']} file(s)", "",
+                  s["terms"] or "No terms recorded: ask before using these faces.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
 def terms_markdown(summary: list[dict[str, Any]]) -> list[str]:
     """A model card's section on the terms of its training faces (markdown lines)."""
     lines = ["## Source terms", ""]
